@@ -1,0 +1,72 @@
+"""Argument checks shared by bijectors, distributions and layers.
+
+Errors name the argument and the allowed range, and are raised at construction time whenever the
+value is known statically, so users see one clear message rather than a deep TF traceback.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_probability.python.internal import assert_util, tensor_util
+from tensorflow_probability.python.internal import prefer_static as ps
+
+
+def check_positive(value, name: str) -> None:
+    """Raises ValueError when a statically known `value` is not > 0 (or is NaN)."""
+    if tensor_util.is_ref(value):
+        return
+    static = tf.get_static_value(tf.convert_to_tensor(value))
+    if static is None:
+        return
+    arr = np.asarray(static)
+    if np.any(~(arr > 0)):
+        raise ValueError(f"`{name}` must be > 0; got {arr.tolist()}.")
+
+
+def check_num_categories(num_categories: int, name: str = "num_categories") -> int:
+    """Returns `num_categories` as an int, raising ValueError unless it is an integer ≥ 2."""
+    if isinstance(num_categories, bool) or int(num_categories) != num_categories:
+        raise ValueError(f"`{name}` must be an integer ≥ 2; got {num_categories!r}.")
+    if num_categories < 2:
+        raise ValueError(f"`{name}` must be ≥ 2 (a categorical needs two outcomes); got {num_categories}.")
+    return int(num_categories)
+
+
+def check_positive_int(value: int, name: str) -> int:
+    """Returns `value` as an int, raising ValueError unless it is an integer ≥ 1."""
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"`{name}` must be an integer ≥ 1; got {value!r}.")
+    return int(value)
+
+
+def simplex_assertions(y: tf.Tensor) -> list:
+    """Run-time assertions that `y` lies in the open simplex (positive entries summing to one)."""
+    tol = 1e-4 if y.dtype == tf.float32 else 1e-10
+    return [
+        assert_util.assert_positive(y, message="Input must be strictly positive (open simplex)."),
+        assert_util.assert_near(
+            tf.reduce_sum(y, axis=-1),
+            tf.ones([], y.dtype),
+            atol=tol * ps.cast(ps.shape(y)[-1], y.dtype),
+            message="Input must sum to 1 along the last axis (simplex).",
+        ),
+    ]
+
+
+def as_parameter(value, dtype, name: str):
+    """Keeps Python numbers as floats (dtype-agnostic parameters); converts everything else.
+
+    TFP converts Python floats to float32 tensors, which then refuse float64 inputs. Keeping them as
+    floats lets one bijector serve both precisions; tensors and variables keep their own dtype.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return tensor_util.convert_nonref_to_tensor(value, dtype=dtype, name=name)
+
+
+def cast_like(param, like: tf.Tensor) -> tf.Tensor:
+    """`param` as a tensor of `like`'s dtype (Python floats adapt; tensors must already match)."""
+    if isinstance(param, float):
+        return tf.constant(param, like.dtype)
+    return tf.convert_to_tensor(param, dtype_hint=like.dtype)
