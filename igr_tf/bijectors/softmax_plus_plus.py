@@ -157,9 +157,9 @@ class SoftmaxPlusPlus(tfb.AutoCompositeTensorBijector):
     def _inverse_log_det_jacobian(self, y):
         k = ps.cast(ps.shape(y)[-1], y.dtype)
         log_tau = tf.math.log(cast_like(self._temperature, y))
-        return -(0.5 * tf.math.log(k) + tf.reduce_sum(tf.math.log(y), axis=-1)) + (
-            k - 1.0
-        ) * log_tau
+        return (
+            -(0.5 * tf.math.log(k) + tf.reduce_sum(tf.math.log(y), axis=-1)) + (k - 1.0) * log_tau
+        )
 
     def _parameter_control_dependencies(self, is_init):
         if not self.validate_args:
@@ -190,4 +190,3 @@ class SoftmaxPlusPlus(tfb.AutoCompositeTensorBijector):
                 ps.shape(x)[-1], 1, message="Input must have at least one coordinate (K ≥ 2)."
             )
         ]
-
