@@ -1,4 +1,4 @@
-"""Installs igr_tf (the library) and models (the Keras VAE and SOP models); metadata is in setup.cfg."""
+"""Installs igr_tf (the library) and models (Keras VAE and SOP); metadata lives in setup.cfg."""
 
 from setuptools import setup
 
