@@ -234,8 +234,24 @@ class DiscreteVAE(keras.Model):
 
         Latents are one-hot draws from the categorical the encoder induces (exact for igr_i and
         gs; a Monte Carlo estimate for igr_sb and igr_planar, which keeps the bound valid).
+        Deterministic given the weights, `x` and the stateless `seed` (shape [2] ints).
         """
-        q_log_probs = self.latent.categorical_log_probs(self.encoder(x, training=False))
+        seed = tf.convert_to_tensor(seed, tf.int32)
+        # Two streams split from `seed`: the proposal's Monte Carlo estimate (igr_sb, igr_planar)
+        # and the importance samples. The result depends only on the weights, x and `seed`, not
+        # on the latent layer's SeedGenerator, whose state moves with every call and is not
+        # saved by `model.save`.
+        proposal_seed, sample_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        latent = self.latent
+        params = tf.reshape(
+            self.encoder(x, training=False), [-1, latent.num_vars, latent.relaxation.num_params]
+        )
+        q_log_probs = latent.relaxation.categorical_log_probs(
+            params,
+            latent.flow_weights,
+            temperature=tf.cast(latent.temperature, params.dtype),
+            seed=proposal_seed,
+        )
 
         def log_lik(d):  # d: [N, B, V, K] -> [N, B]
             n = tf.shape(d)[0]
@@ -243,13 +259,12 @@ class DiscreteVAE(keras.Model):
             x_rep = tf.tile(x, [n] + [1] * (len(x.shape) - 1))
             return tf.reshape(self.log_likelihood(x_rep, flat_d), [n, -1])
 
-        seed = tf.convert_to_tensor(seed, tf.int32)
         return {
             "loglik": evaluation.importance_sampled_loglik(
-                log_lik, q_log_probs, num_samples, seed=seed
+                log_lik, q_log_probs, num_samples, seed=sample_seed
             ),
             "loglik_original_formula": evaluation.original_loglik(
-                log_lik, q_log_probs, num_samples, seed=seed
+                log_lik, q_log_probs, num_samples, seed=sample_seed
             ),
         }
 
