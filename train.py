@@ -7,6 +7,7 @@ Parses flags, builds data and model, fits with resumable checkpoints, evaluates,
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -20,13 +21,28 @@ VAE_TEMPERATURE = {"igr_i": 1.0, "igr_sb": 0.15, "igr_planar": 0.85, "gs": 1.0}
 APPROX_TEMPERATURE = {"igr_i": 0.01, "igr_sb": 0.01, "igr_planar": 0.01, "gs": 0.1}
 
 
-def build_parser():
-    from igr_tf.training import ArgumentParser
+class ArgumentParser(argparse.ArgumentParser):
+    """One-line errors, exit status 2, as `igr_tf.training.ArgumentParser`; defined here so that
+    `--help` and flag errors do not import TensorFlow (seconds, and log lines on stderr)."""
 
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to every flag's help unless the help already explains it."""
+
+    def _get_help_string(self, action):
+        if "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="train.py",
         description="Train discrete-latent models with IGR relaxations or the Gumbel-Softmax.",
-        formatter_class=__import__("argparse").ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("task", nargs="?", default="vae", choices=TASKS, help="what to train")
     g = p.add_argument_group("common")
@@ -53,16 +69,21 @@ def build_parser():
         help="override the dataset's default binarization",
     )
     g.add_argument("--epochs", type=int, default=10, help="training epochs (approx: steps/10)")
-    g.add_argument("--batch-size", type=int, default=100)
+    g.add_argument("--batch-size", type=int, default=100, help="examples per step")
     g.add_argument(
         "--lr",
         type=float,
         default=None,
         help="Adam learning rate (default 1e-3; approx 1e-2 as in the paper)",
     )
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and shuffling")
     g.add_argument("--out", default=None, help="output directory (default runs/<task>_<dist>_...)")
-    g.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"))
+    g.add_argument(
+        "--strategy",
+        default="default",
+        choices=("default", "mirrored", "multiworker"),
+        help="tf.distribute strategy",
+    )
     g.add_argument(
         "--cpu-devices",
         type=int,
@@ -78,8 +99,8 @@ def build_parser():
         help="vae: linear|nonlinear|relax|conv (default nonlinear); "
         "sop: double_linear|triple_linear|nonlinear (default double_linear)",
     )
-    v.add_argument("--num-vars", type=int, default=20)
-    v.add_argument("--num-categories", type=int, default=10)
+    v.add_argument("--num-vars", type=int, default=20, help="categorical latent variables V")
+    v.add_argument("--num-categories", type=int, default=10, help="categories K per variable")
     v.add_argument(
         "--samples",
         type=int,
@@ -99,16 +120,23 @@ def build_parser():
         help="KL estimator (default: closed form where it exists)",
     )
     v.add_argument("--stl", action="store_true", help="sticking-the-landing gradient")
-    v.add_argument("--straight-through", action="store_true")
+    v.add_argument(
+        "--straight-through", action="store_true", help="one-hot forward, relaxed gradient"
+    )
     v.add_argument(
         "--sb-adaptive",
         action="store_true",
         help="igr_sb: adaptive truncation with --num-categories as the cap",
     )
-    v.add_argument("--sb-threshold", type=float, default=0.99)
+    v.add_argument(
+        "--sb-threshold", type=float, default=0.99, help="igr_sb: stick mass to cover (adaptive)"
+    )
     a = p.add_argument_group("approx")
     a.add_argument(
-        "--target", default="discrete", choices=("poisson", "binomial", "negbinomial", "discrete")
+        "--target",
+        default="discrete",
+        choices=("poisson", "binomial", "negbinomial", "discrete"),
+        help="target distribution",
     )
     a.add_argument(
         "--categories", type=int, default=None, help="K for poisson/negbinomial (default 20 / 40)"
@@ -141,6 +169,9 @@ def check_args(p, args) -> None:
         p.error(f"--sb-threshold must be in (0, 1]; got {args.sb_threshold}")
     if args.test_file and not args.data_file:
         p.error("--test-file needs --data-file")
+    for path in (args.data_file, args.test_file):  # fail before the slow TensorFlow import
+        if path and not os.path.isfile(path):
+            p.error(f"{path}: no such file")
 
 
 def default_out(args) -> str:
