@@ -209,8 +209,9 @@ def fit(model, train, test, args, out: str, image_fn=None) -> dict[str, Any]:
     from igr_tf import training
 
     ckpt = training.EpochCheckpoint(os.path.join(out, "checkpoint"))
-    training.build_for_restore(model)
-    initial_epoch = training.restore_checkpoint(model, ckpt.directory)
+    with args.strategy_obj.scope():  # optimizer variables must be created under the strategy
+        training.build_for_restore(model)
+        initial_epoch = training.restore_checkpoint(model, ckpt.directory)
     if initial_epoch:
         print(f"Resuming from epoch {initial_epoch} (checkpoint in {ckpt.directory}).")
     timer = training.SteadyTimer()
@@ -387,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(
         flags=flags,
         seed=args.seed,
+        replicas=args.strategy_obj.num_replicas_in_sync,
         wall_seconds=time.perf_counter() - start,
         environment=training.run_metadata(),
     )
