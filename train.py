@@ -208,7 +208,8 @@ def fit(model, train, test, args, out: str, image_fn=None) -> dict[str, Any]:
     """`model.fit` with resumable checkpoints, divergence guard, timing and TensorBoard logs."""
     from igr_tf import training
 
-    ckpt = training.EpochCheckpoint(os.path.join(out, "checkpoint"))
+    # verbose=False: the divergence message is printed once, by `training.fail` below.
+    ckpt = training.EpochCheckpoint(os.path.join(out, "checkpoint"), verbose=False)
     with args.strategy_obj.scope():  # optimizer variables must be created under the strategy
         training.build_for_restore(model)
         initial_epoch = training.restore_checkpoint(model, ckpt.directory)
