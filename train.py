@@ -215,6 +215,13 @@ def fit(model, train, test, args, out: str, image_fn=None) -> dict[str, Any]:
         initial_epoch = training.restore_checkpoint(model, ckpt.directory)
     if initial_epoch:
         print(f"Resuming from epoch {initial_epoch} (checkpoint in {ckpt.directory}).")
+        # The checkpoint restored the optimizer's learning-rate variable too: use --lr, as the
+        # flags in results.json say. (A schedule has no such variable and raises TypeError; it
+        # is rebuilt from the flags anyway.)
+        try:
+            model.optimizer.learning_rate = args.lr
+        except TypeError:
+            pass
     timer = training.SteadyTimer()
     logs = os.path.join(out, "logs")
     callbacks = [ckpt, timer, training.ScalarSummary(logs)]
