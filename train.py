@@ -238,11 +238,14 @@ def fit(model, train, test, args, out: str, image_fn=None) -> dict[str, Any]:
     )
     if ckpt.diverged:
         training.fail(f"{ckpt.message}", prog="train.py")
+    timing = timer.summary()
     return {
         "epochs_completed": args.epochs,
         "resumed_from_epoch": initial_epoch,
-        "train_seconds": timer.train_end - timer.train_start if timer.train_end else None,
-        "steps_per_sec": getattr(timer, "steady_steps_per_sec", None),
+        "train_seconds": timing["wall_time_s"],
+        # Train steps per second after the first step (which includes tracing/compilation).
+        "steps_per_sec": timing["steady_steps_per_sec"] or timing["steps_per_sec"] or None,
+        "timing": timing,
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
     }
 
