@@ -281,7 +281,7 @@ def run_vae(args, out: str) -> dict[str, Any]:
     def images():  # originals, reconstructions and samples from the prior, side by side
         recon = tf.sigmoid(model(x_show, training=False)[:, : x_show.shape[1] * x_show.shape[2]])
         prior = model.latent.relaxation.prior(model.latent.temperature, num_vars=args.num_vars)
-        z = prior.sample(8, seed=args.seed)
+        z = prior.sample(x_show.shape[0], seed=args.seed)  # the test set may hold < 8
         gen = tf.sigmoid(
             model.decoder(tf.cast(z, tf.float32))[:, : x_show.shape[1] * x_show.shape[2]]
         )
