@@ -317,7 +317,7 @@ def run_sop(args, out: str) -> dict[str, Any]:
             relaxation_options=relaxation_options(args),
             seed=args.seed,
         )
-        lr = training.InverseTimeDecayFloor(initial=args.lr)
+        lr = training.InverseTimeDecayFloor(initial_learning_rate=args.lr)
         model.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=not args.no_jit)
     info = fit(model, train, test, args, out)
     metrics = {"test_nll": model.test_nll(test, args.eval_samples), "temperature": tau}
