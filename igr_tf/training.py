@@ -63,12 +63,15 @@ __all__ = [
     "SteadyTimer",
     "build_for_restore",
     "checkpoint_info",
+    "checkpoint_path",
     "divergence_message",
     "fail",
     "make_strategy",
     "restore_checkpoint",
     "run_metadata",
+    "write_image_summary",
     "write_json_atomic",
+    "write_scalar_summary",
 ]
 
 #: Name of the (only) checkpoint file kept in a checkpoint directory.
@@ -525,7 +528,8 @@ class EpochCheckpoint(DivergenceGuard):
     has reported divergence, or when a model or optimizer variable is non-finite. So a
     diverged state is never saved, whatever the order of the callbacks.
 
-    Under multi-worker strategies only the chief writes. Not covered: Python/numpy random
+    Under multi-worker strategies only the chief writes, so every worker must be able to
+    read ``directory`` (a shared file system) to restore. Not covered: Python/numpy random
     state, unseeded TF random ops, ``tf.data`` shuffle order (use ``shuffle=False`` or a
     seeded, epoch-deterministic pipeline for bit-exact resumption).
 
