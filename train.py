@@ -198,11 +198,13 @@ def fit(model, train, test, args, out: str, image_fn=None) -> dict[str, Any]:
     )
     if ckpt.diverged:
         training.fail(f"{ckpt.message}", prog="train.py")
+    timing = timer.summary()
     return {
         "epochs_completed": args.epochs,
         "resumed_from_epoch": initial_epoch,
-        "train_seconds": timer.train_end - timer.train_start if timer.train_end else None,
-        "steps_per_sec": getattr(timer, "steady_steps_per_sec", None),
+        "train_seconds": timing.get("wall_time_s"),
+        "steps_per_sec": timing.get("steady_steps_per_sec"),
+        "timing": timing,
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
     }
 
@@ -274,7 +276,7 @@ def run_sop(args, out: str) -> dict[str, Any]:
             relaxation_options=relaxation_options(args),
             seed=args.seed,
         )
-        lr = training.InverseTimeDecayFloor(initial=args.lr)
+        lr = training.InverseTimeDecayFloor(initial_learning_rate=args.lr)
         model.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=not args.no_jit)
     info = fit(model, train, test, args, out)
     metrics = {"test_nll": model.test_nll(test, args.eval_samples), "temperature": tau}
