@@ -29,7 +29,9 @@ def check_num_categories(num_categories: int, name: str = "num_categories") -> i
     if isinstance(num_categories, bool) or int(num_categories) != num_categories:
         raise ValueError(f"`{name}` must be an integer ≥ 2; got {num_categories!r}.")
     if num_categories < 2:
-        raise ValueError(f"`{name}` must be ≥ 2 (a categorical needs two outcomes); got {num_categories}.")
+        raise ValueError(
+            f"`{name}` must be ≥ 2 (a categorical needs two outcomes); got {num_categories}."
+        )
     return int(num_categories)
 
 
