@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import tensor_util
 
 from igr_tf import categorical
 from igr_tf._checks import check_num_categories, check_positive
@@ -144,7 +145,9 @@ class Relaxation(abc.ABC):
     # --- shared -------------------------------------------------------------------------------
     def split(self, params: tf.Tensor) -> tf.Tensor:
         """Checks and returns encoder outputs shaped `[..., V, num_params]`."""
-        params = tf.convert_to_tensor(params)
+        # Variables stay references, so a distribution built from them outside a GradientTape
+        # still differentiates with respect to them.
+        params = tensor_util.convert_nonref_to_tensor(params)
         if params.shape.rank is not None and params.shape[-1] is not None:
             if params.shape[-1] != self.num_params:
                 raise ValueError(
