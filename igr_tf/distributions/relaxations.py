@@ -332,9 +332,14 @@ class IGRStickBreaking(_IGR):
         if not self.adaptive:
             sticks = tf.fill(tf.shape(lam)[:-1], tf.constant(k - 1, lam.dtype))
             return log_eta, {"N": sticks}
-        covered = tf.math.cumsum(tf.exp(log_eta[..., :-1]), axis=-1)
-        below = tf.reduce_sum(tf.cast(covered < self.threshold, tf.int32), axis=-1)
-        n = tf.stop_gradient(tf.minimum(below + 1, k - 1))  # sticks used, 1..K-1
+        if self.threshold >= 1.0:
+            # Only the whole stick covers 1: use every stick. (Testing the rounded cumulative
+            # sum against 1 would stop early wherever the first pieces round to the whole stick.)
+            n = tf.fill(tf.shape(lam)[:-1], k - 1)
+        else:
+            covered = tf.math.cumsum(tf.exp(log_eta[..., :-1]), axis=-1)
+            below = tf.reduce_sum(tf.cast(covered < self.threshold, tf.int32), axis=-1)
+            n = tf.stop_gradient(tf.minimum(below + 1, k - 1))  # sticks used, 1..K-1
         position = tf.range(1, k + 1)
         n_ = n[..., tf.newaxis]
         # Log of the stick left after each step k: log Σ_{j>k} η_j.
