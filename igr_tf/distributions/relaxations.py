@@ -123,8 +123,11 @@ class Relaxation(abc.ABC):
         """The relaxed posterior as a TFP distribution (event `[K]`, batch `[..., V]`)."""
 
     @abc.abstractmethod
-    def prior(self, temperature, weights=None, num_vars: int | None = None) -> tfd.Distribution:
-        """The relaxed prior as a TFP distribution."""
+    def prior(
+        self, temperature, weights=None, num_vars: int | None = None, dtype=None
+    ) -> tfd.Distribution:
+        """The relaxed prior as a TFP distribution (`dtype`: default the temperature's, float32
+        for a Python number)."""
 
     def categorical_log_probs(self, params, weights=None, temperature=1.0, seed=None) -> tf.Tensor:
         """Log pmf `[..., V, K]` of the induced categorical (law of `argmax ψ`).
@@ -220,6 +223,7 @@ class _IGR(Relaxation):
         return tf.concat([lam, last], axis=-1), {}
 
     def draw(self, params, temperature, weights=None, seed=None) -> Draw:
+        check_positive(temperature, "temperature")
         loc, scale = self.loc_scale(params)
         z = _gaussian_sample(loc, scale, seed)
         h = self.map(weights)
@@ -240,11 +244,15 @@ class _IGR(Relaxation):
         return Draw(logits=logits, kl=kl, metrics=metrics)
 
     def distribution(self, params, temperature, weights=None) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
         loc, scale = self.loc_scale(params)
         return self._make(loc, scale, temperature, weights)
 
-    def prior(self, temperature, weights=None, num_vars: int | None = None) -> tfd.Distribution:
-        dtype = _dtype_of(temperature)
+    def prior(
+        self, temperature, weights=None, num_vars: int | None = None, dtype=None
+    ) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
+        dtype = tf.as_dtype(dtype) if dtype is not None else _dtype_of(temperature)
         loc0, scale0 = self.prior_loc_scale(dtype)
         if num_vars is not None:
             loc0 = tf.broadcast_to(loc0, [num_vars, self.num_categories - 1])
@@ -440,6 +448,7 @@ class GumbelSoftmax(Relaxation):
         return self.num_categories
 
     def draw(self, params, temperature, weights=None, seed=None) -> Draw:
+        check_positive(temperature, "temperature")
         logits = self.split(params)
         u = tf.random.stateless_uniform(
             tf.shape(logits),
@@ -462,10 +471,14 @@ class GumbelSoftmax(Relaxation):
         return tf.math.log_softmax(self.split(params), axis=-1)
 
     def distribution(self, params, temperature, weights=None) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
         return tfd.RelaxedOneHotCategorical(temperature, logits=self.split(params))
 
-    def prior(self, temperature, weights=None, num_vars: int | None = None) -> tfd.Distribution:
-        dtype = _dtype_of(temperature)
+    def prior(
+        self, temperature, weights=None, num_vars: int | None = None, dtype=None
+    ) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
+        dtype = tf.as_dtype(dtype) if dtype is not None else _dtype_of(temperature)
         shape = [self.num_categories] if num_vars is None else [num_vars, self.num_categories]
         return tfd.RelaxedOneHotCategorical(
             tf.constant(self.prior_temperature, dtype), logits=tf.zeros(shape, dtype)
