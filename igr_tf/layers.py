@@ -140,7 +140,7 @@ class DiscreteLatent(keras.layers.Layer):
         if hard:
             sample = one_hot
         else:
-            sample = tf.math.softmax(draw.logits / tf.cast(self.temperature, params.dtype), -1)
+            sample = draw.relaxed(tf.cast(self.temperature, params.dtype))
             if self.straight_through:
                 sample = one_hot + sample - tf.stop_gradient(sample)
         if self.binary:

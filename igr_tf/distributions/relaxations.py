@@ -46,6 +46,7 @@ __all__ = [
     "WeightSpec",
     "get",
     "names",
+    "relaxed_sample",
 ]
 
 KL_METHODS = ("closed", "sampled")
@@ -75,6 +76,25 @@ class Draw:
     logits: tf.Tensor
     kl: tf.Tensor
     metrics: dict[str, tf.Tensor]
+
+    def relaxed(self, temperature) -> tf.Tensor:
+        """The relaxed sample `ψ = softmax(ℓ / τ)` `[..., V, K]`.
+
+        Categories masked out by adaptive truncation (`ℓ = -∞`) get exactly zero mass. They are
+        kept out of the division by τ: `-∞ / τ` has gradient `∞ · 0 = NaN` with respect to τ,
+        which would poison a trainable temperature.
+        """
+        return relaxed_sample(self.logits, temperature)
+
+
+def relaxed_sample(logits, temperature) -> tf.Tensor:
+    """`softmax(logits / τ)` on the last axis; `-∞` logits give exactly 0, with finite gradients."""
+    logits = tf.convert_to_tensor(logits)
+    tau = tf.convert_to_tensor(temperature, dtype=logits.dtype)
+    kept = logits > -np.inf
+    safe = tf.where(kept, logits, tf.zeros_like(logits))
+    scaled = tf.where(kept, safe / tau, tf.constant(-np.inf, logits.dtype))
+    return tf.math.softmax(scaled, axis=-1)
 
 
 class Relaxation(abc.ABC):
