@@ -142,7 +142,9 @@ class DiscreteLatent(keras.layers.Layer):
         else:
             sample = draw.relaxed(tf.cast(self.temperature, params.dtype))
             if self.straight_through:
-                sample = one_hot + sample - tf.stop_gradient(sample)
+                # (ψ - sg(ψ)) is exactly 0 in value, so the forward value is exactly one-hot;
+                # `one_hot + ψ - sg(ψ)` rounds `1 + ψ` first and is off by an ulp.
+                sample = one_hot + (sample - tf.stop_gradient(sample))
         if self.binary:
             sample = sample[..., 0]
         out = {"sample": sample, "kl": tf.reduce_sum(draw.kl, axis=-1)}
