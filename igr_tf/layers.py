@@ -66,6 +66,7 @@ class DiscreteLatent(keras.layers.Layer):
         if binary and self.num_categories != 2:
             raise ValueError(f"`binary=True` needs num_categories=2; got {num_categories}.")
         self.initial_temperature = float(temperature)
+        self._unbuilt_temperature = self.initial_temperature  # set_temperature before build
         self.trainable_temperature = bool(trainable_temperature)
         self.straight_through = bool(straight_through)
         self.binary = bool(binary)
@@ -94,7 +95,7 @@ class DiscreteLatent(keras.layers.Layer):
         init = (
             np.log(self.initial_temperature)
             if self.trainable_temperature
-            else (self.initial_temperature)
+            else self._unbuilt_temperature
         )
         self._temperature_weight = self.add_weight(
             name="log_temperature" if self.trainable_temperature else "temperature",
@@ -118,6 +119,11 @@ class DiscreteLatent(keras.layers.Layer):
         check_positive(value, "temperature")
         if self.trainable_temperature:
             raise ValueError("The temperature is trainable; it cannot be assigned a schedule.")
+        if not self.built:
+            # E.g. TemperatureSchedule at the start of fit(), before a subclassed model has
+            # built its layers: the weight is created with this value.
+            self._unbuilt_temperature = float(value)
+            return
         self._temperature_weight.assign(value)
 
     def _params(self, inputs) -> tf.Tensor:
