@@ -27,8 +27,13 @@ def interleaved_times(
     calls_per_round: int,
     warmup: int = 3,
     seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """Seconds per call of each contender, one value per round: `{name: [rounds]}`.
+) -> dict[str, dict[str, np.ndarray]]:
+    """Seconds per call of each contender, one value per round, on two clocks.
+
+    Returns `{"wall": {name: [rounds]}, "cpu": {name: [rounds]}}`: wall-clock time
+    (`perf_counter`) and CPU time of this process, all its threads (`process_time`). On a machine
+    shared with other jobs the CPU time is the steadier measure of the work a step does: it
+    leaves out the time the process waits for a core.
 
     Each contender is first called `warmup` times (tracing, XLA compilation, caches). Then, in
     each round, each contender in a shuffled order makes `calls_per_round` back-to-back calls.
@@ -40,16 +45,17 @@ def interleaved_times(
             _sync(fn())
     order = list(contenders)
     rng = random.Random(seed)
-    times = {name: np.empty(rounds) for name in contenders}
+    times = {clock: {name: np.empty(rounds) for name in contenders} for clock in ("wall", "cpu")}
     for r in range(rounds):
         rng.shuffle(order)
         for name in order:
             fn = contenders[name]
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(calls_per_round - 1):
                 fn()
             _sync(fn())
-            times[name][r] = (time.perf_counter() - start) / calls_per_round
+            times["wall"][name][r] = (time.perf_counter() - wall) / calls_per_round
+            times["cpu"][name][r] = (time.process_time() - cpu) / calls_per_round
     return times
 
 
