@@ -12,10 +12,15 @@ from __future__ import annotations
 import datetime
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Benchmark the checkout these scripts live in (igr_tf, models), whatever is installed.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 import numpy as np  # noqa: E402
 
@@ -103,8 +108,11 @@ def set_threads(threads: int) -> None:
     # Each contender is its own tf.function, traced once: not the retracing TF warns about.
     tf.get_logger().setLevel("ERROR")
     if threads > 0:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # the TF runtime already started (e.g. run in-process by a test)
+            print("note: TF already initialized; thread settings unchanged", file=sys.stderr)
 
 
 def add_common_args(parser) -> None:

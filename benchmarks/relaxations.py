@@ -61,7 +61,8 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
         "target",
     ]
     rows = []
-    for jit in (False, True):
+    # --quick skips XLA: compiling every contender alone takes longer than the smoke budget.
+    for jit in (False,) if quick else (False, True):
         steps = {name: make_step(name, jit) for name in NAMES}
         times = _common.interleaved_times(steps, rounds=rounds, calls_per_round=calls)
         cpu = _common.ratio_stats(times["cpu"], "gs")
