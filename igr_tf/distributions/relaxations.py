@@ -198,8 +198,18 @@ def _as_seed(seed):
     return tfp.random.sanitize_seed(seed)
 
 
+# Stateless RNG algorithm, named explicitly. "auto_select" (TF's default) already means Philox on
+# CPU and GPU, and XLA draws the same numbers with either name; but under jit_compile on CPU,
+# "auto_select" with a seed that is not a compile-time constant (ours comes from the layer's seed
+# generator) compiles to a path ~60x slower than "philox": ~20 ms against ~0.3 ms for 20,000
+# normals (benchmarks/relaxations.py; docs/benchmarks.md).
+_RNG_ALG = "philox"
+
+
 def _gaussian_sample(loc, scale, seed):
-    eps = tf.random.stateless_normal(tf.shape(loc), seed=_as_seed(seed), dtype=loc.dtype)
+    eps = tf.random.stateless_normal(
+        tf.shape(loc), seed=_as_seed(seed), dtype=loc.dtype, alg=_RNG_ALG
+    )
     return loc + scale * eps
 
 
@@ -315,6 +325,21 @@ class IGRI(_IGR):
         return igr.igr_i(loc, scale, temperature, self.delta)
 
 
+# Up to this many sticks, cumulative sums are a matmul with a triangular matrix of ones: TF's CPU
+# Cumsum kernel (and its gradient, another Cumsum) costs ~16 ns per element on a short last axis,
+# 3-8x the matmul for 9 to 99 sticks (benchmarks/relaxations.py; docs/benchmarks.md). Past it, the
+# matmul's O(K²) work loses and we keep the O(K) scan.
+_MATMUL_CUMSUM_MAX = 128
+
+
+def _cumsum_last(x: tf.Tensor) -> tf.Tensor:
+    """Inclusive cumulative sum over the last axis (of static size, for the matmul path)."""
+    d = x.shape[-1]
+    if d is not None and d <= _MATMUL_CUMSUM_MAX:
+        return tf.linalg.matmul(x, tf.constant(np.triu(np.ones((d, d))), x.dtype))
+    return tf.math.cumsum(x, axis=-1)
+
+
 class IGRStickBreaking(_IGR):
     """IGR-SB: h = LogitStickBreaking; ψ = softmax(log η / τ), η the stick pieces of sigmoid(z).
 
@@ -354,32 +379,35 @@ class IGRStickBreaking(_IGR):
         return tf.constant(loc0, dtype), tf.ones([self.num_categories - 1], dtype)
 
     def _hard_logits(self, lam, temperature, z):
-        # log η = log_softmax([λ, 0]) with λ_k = log η_k - log η_K.
-        log_eta = tf.math.log_softmax(tf.concat([lam, tf.zeros_like(lam[..., :1])], -1), axis=-1)
+        # log η straight from z (λ is not needed): with s = softplus(z) and C its cumulative sum,
+        # log η_k = log σ(z_k) + Σ_{j<k} log σ(-z_j) = z_k - C_k for k < K and log η_K = -C_{K-1};
+        # more generally the stick left after n breaks is Π_{j≤n} (1 - v_j) = exp(-C_n).
+        # Same values as log_softmax([λ, 0]) in fewer ops (one softplus and one cumsum instead of
+        # the map's two softplus, a reverse cumsum, a concat and a log-softmax), and exact in log
+        # space where forming η would underflow. λ = h(z) is then unused and pruned from graphs.
+        del lam
+        used = _cumsum_last(tf.math.softplus(z))  # C_k = -log(stick left after k)
+        log_eta = tf.concat([z - used, -used[..., -1:]], axis=-1)
         k = self.num_categories
         if not self.adaptive:
-            sticks = tf.fill(tf.shape(lam)[:-1], tf.constant(k - 1, lam.dtype))
+            sticks = tf.fill(tf.shape(z)[:-1], tf.constant(k - 1, z.dtype))
             return log_eta, {"N": sticks}
-        if self.threshold >= 1.0:
-            # Only the whole stick covers 1: use every stick. (Testing the rounded cumulative
-            # sum against 1 would stop early wherever the first pieces round to the whole stick.)
-            n = tf.fill(tf.shape(lam)[:-1], k - 1)
-        else:
-            covered = tf.math.cumsum(tf.exp(log_eta[..., :-1]), axis=-1)
-            below = tf.reduce_sum(tf.cast(covered < self.threshold, tf.int32), axis=-1)
-            n = tf.stop_gradient(tf.minimum(below + 1, k - 1))  # sticks used, 1..K-1
+        # Broken-off mass after k sticks is 1 - exp(-C_k) < threshold  <=>  C_k < -log(1 - t);
+        # threshold 1 uses every stick (no rounded sum is compared with 1).
+        limit = -np.log1p(-self.threshold) if self.threshold < 1.0 else np.inf
+        below = tf.reduce_sum(tf.cast(used < limit, tf.int32), axis=-1)
+        n = tf.stop_gradient(tf.minimum(below + 1, k - 1))  # sticks used, 1..K-1
         position = tf.range(1, k + 1)
         n_ = n[..., tf.newaxis]
-        # Log of the stick left after each step k: log Σ_{j>k} η_j.
-        log_rest = tf.math.cumulative_logsumexp(log_eta, axis=-1, reverse=True, exclusive=True)
-        log_rest_n = tf.gather(log_rest, n - 1, batch_dims=n.shape.rank)[..., tf.newaxis]
+        # Log of the stick left after the n-th break: -C_n.
+        log_rest_n = -tf.gather(used, n - 1, batch_dims=n.shape.rank)[..., tf.newaxis]
         logits = tf.where(
             position <= n_,
             log_eta,
-            tf.where(position == n_ + 1, log_rest_n, tf.constant(-np.inf, lam.dtype)),
+            tf.where(position == n_ + 1, log_rest_n, tf.constant(-np.inf, z.dtype)),
         )
-        kl_mask = tf.cast(position[:-1] <= n_, lam.dtype)
-        return logits, {"N": tf.cast(n, lam.dtype), "_kl_mask": kl_mask}
+        kl_mask = tf.cast(position[:-1] <= n_, z.dtype)
+        return logits, {"N": tf.cast(n, z.dtype), "_kl_mask": kl_mask}
 
     def _make(self, loc, scale, temperature, weights):
         return igr.igr_sb(loc, scale, temperature)
@@ -476,6 +504,7 @@ class GumbelSoftmax(Relaxation):
             dtype=logits.dtype,
             minval=np.finfo(logits.dtype.as_numpy_dtype).tiny,
             maxval=1.0,
+            alg=_RNG_ALG,
         )
         hard = logits - tf.math.log(-tf.math.log(u))
         tau = tf.convert_to_tensor(temperature, dtype=logits.dtype)
