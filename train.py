@@ -21,14 +21,6 @@ VAE_TEMPERATURE = {"igr_i": 1.0, "igr_sb": 0.15, "igr_planar": 0.85, "gs": 1.0}
 APPROX_TEMPERATURE = {"igr_i": 0.01, "igr_sb": 0.01, "igr_planar": 0.01, "gs": 0.1}
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """One-line errors, exit status 2, as `igr_tf.training.ArgumentParser`; defined here so that
-    `--help` and flag errors do not import TensorFlow (seconds, and log lines on stderr)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
-
-
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" to every flag's help unless the help already explains it."""
 
@@ -38,13 +30,26 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> ArgumentParser:
+def build_parser():
+    from igr_tf.cli import ArgumentParser  # no TensorFlow import: --help and flag errors are fast
+
     p = ArgumentParser(
         prog="train.py",
         description="Train discrete-latent models with IGR relaxations or the Gumbel-Softmax.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("task", nargs="?", default="vae", choices=TASKS, help="what to train")
+    p.add_argument(
+        "task",
+        nargs="?",
+        default=None,
+        choices=TASKS,
+        help="what to train (default vae, or the config's task)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="named config in experiments/configs (or a JSON path) giving flag defaults",
+    )
     g = p.add_argument_group("common")
     g.add_argument("--dist", default="igr_i", choices=RELAXATIONS, help="relaxation")
     g.add_argument(
@@ -149,6 +154,38 @@ def build_parser() -> ArgumentParser:
     a.add_argument("--successes", type=float, default=50.0, help="negbinomial r")
     a.add_argument("--mc-samples", type=int, default=10_000, help="relaxed samples per step")
     return p
+
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments", "configs")
+
+
+def apply_config(p, argv: list[str] | None):
+    """Parses argv with a config file's values as defaults (explicit flags still win)."""
+    import json
+
+    args = p.parse_args(argv)
+    if args.config:
+        path = (
+            args.config
+            if os.path.exists(args.config)
+            else os.path.join(CONFIG_DIR, f"{args.config}.json")
+        )
+        if not os.path.exists(path):
+            known = sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".json"))
+            p.error(f"--config: no config {args.config!r}; known: {', '.join(known)}")
+        try:
+            values = json.loads(open(path).read())
+        except (OSError, json.JSONDecodeError) as e:
+            p.error(f"--config: cannot read {path}: {e}")
+        values = {k: v for k, v in values.items() if not k.startswith("_")}
+        unknown = sorted(set(values) - set(vars(args)))
+        if unknown:
+            p.error(f"--config {path}: unknown keys {', '.join(unknown)}")
+        p.set_defaults(**values)
+        args = p.parse_args(argv)
+    if args.task is None:
+        args.task = "vae"
+    return args
 
 
 def check_args(p, args) -> None:
@@ -300,9 +337,9 @@ def run_vae(args, out: str) -> dict[str, Any]:
 
 def run_sop(args, out: str) -> dict[str, Any]:
     import keras
-    from models.sop import StructuredOutputPredictor
 
     from igr_tf import datasets, training
+    from models.sop import StructuredOutputPredictor
 
     data = load_data(args)
     tau = args.temperature or 1.0
@@ -311,16 +348,20 @@ def run_sop(args, out: str) -> dict[str, Any]:
     with args.strategy_obj.scope():
         model = StructuredOutputPredictor(
             args.dist,
-            arch=args.arch or "double_linear",
+            architecture=args.arch or "double_linear",
             temperature=tau,
-            num_samples=args.samples,
+            num_train_samples=args.samples,
+            num_test_samples=args.eval_samples,
             relaxation_options=relaxation_options(args),
             seed=args.seed,
         )
         lr = training.InverseTimeDecayFloor(initial_learning_rate=args.lr)
         model.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=not args.no_jit)
     info = fit(model, train, test, args, out)
-    metrics = {"test_nll": model.test_nll(test, args.eval_samples), "temperature": tau}
+    metrics = {
+        "test_nll": model.test_nll(test, args.eval_samples, seed=args.seed),
+        "temperature": tau,
+    }
     model.save(os.path.join(out, "model.keras"))
     return {"metrics": metrics, **info}
 
@@ -328,14 +369,15 @@ def run_sop(args, out: str) -> dict[str, Any]:
 def run_approx(args, out: str) -> dict[str, Any]:
     from igr_tf import approx, training
 
-    target = approx.make_target(
-        args.target,
-        categories=args.categories,
-        rate=args.rate,
-        trials=args.trials,
-        prob=args.prob,
-        successes=args.successes,
-    )
+    targets = {  # SPEC §5's targets; K applies to the unbounded ones
+        "poisson": lambda: approx.poisson(args.rate, args.categories or 20),
+        "binomial": lambda: approx.binomial(args.trials, args.prob or 0.3),
+        "negbinomial": lambda: approx.negative_binomial(
+            args.successes, args.prob or 0.6, args.categories or 40
+        ),
+        "discrete": approx.discrete,
+    }
+    target = targets[args.target]()
     tau = args.temperature or APPROX_TEMPERATURE[args.dist]
     start = time.perf_counter()
     result = approx.fit_approximation(
@@ -373,7 +415,7 @@ RUNNERS = {"vae": run_vae, "sop": run_sop, "approx": run_approx}
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = apply_config(parser, argv)
     check_args(parser, args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf

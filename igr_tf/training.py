@@ -16,20 +16,23 @@ Nothing here knows about IGR, VAEs or SOP; it is the plumbing around ``fit``:
   raise ``TBNotInstalledError``).
 * :func:`make_strategy`: ``tf.distribute`` strategy by name.
 * :class:`InverseTimeDecayFloor`: the SOP learning-rate schedule.
-* :class:`ArgumentParser`, :func:`fail`: one-line command-line errors with exit status 2.
+* :class:`ArgumentParser`, :func:`fail`: one-line command-line errors with exit status 2
+  (defined in :mod:`igr_tf.cli`, which does not import TensorFlow).
 
 How a custom ``train_step`` should report metrics in Keras 3 (checked with Keras 3.15):
 keep one ``keras.metrics.Mean`` per reported quantity, the objective's named ``"loss"``,
 list them all in an overridden ``metrics`` property, and return
-``{m.name: m.result() for m in self.metrics}``. A ``"loss"`` value returned from
-``train_step`` without a tracker named ``"loss"`` shows in the per-batch progress bar but is
-replaced at the end of each epoch (history, epoch logs) by the compiled loss tracker, which a
-custom ``train_step`` never updates, so the history shows ``loss: 0.0``.
+``{m.name: m.result() for m in self.metrics}``. Why: per batch, callbacks and the progress
+bar get the dict ``train_step`` returns; at the end of the epoch Keras replaces it with
+``{m.name: m.result() for m in model.metrics}`` whenever the two have the same keys. Without
+the override, ``model.metrics`` starts with the ``"loss"`` tracker that ``compile()`` creates
+and only the built-in ``train_step`` updates, so a model returning ``{"loss": value, ...}``
+with no tracker of its own named ``"loss"`` shows the right loss in the progress bar but
+``loss: 0.0`` in the epoch logs and the history.
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import io
 import json
@@ -41,11 +44,13 @@ import tempfile
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from igr_tf.cli import ArgumentParser, fail
 
 __all__ = [
     "CHECKPOINT_FILENAME",
@@ -58,12 +63,15 @@ __all__ = [
     "SteadyTimer",
     "build_for_restore",
     "checkpoint_info",
+    "checkpoint_path",
     "divergence_message",
     "fail",
     "make_strategy",
     "restore_checkpoint",
     "run_metadata",
+    "write_image_summary",
     "write_json_atomic",
+    "write_scalar_summary",
 ]
 
 #: Name of the (only) checkpoint file kept in a checkpoint directory.
@@ -161,13 +169,13 @@ def run_metadata() -> dict[str, Any]:
     platform string, CPU architecture and count, and the physical devices TensorFlow sees
     (listing physical devices does not initialize the TF runtime).
     """
+    import importlib.metadata
+
     import igr_tf
 
-    try:
-        import tensorflow_probability as tfp
-
-        tfp_version: str | None = tfp.__version__
-    except Exception:  # pragma: no cover - TFP is a dependency, but metadata must not fail
+    try:  # without importing TFP, which is slow and checks its dependencies on import
+        tfp_version: str | None = importlib.metadata.version("tensorflow-probability")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
         tfp_version = None
 
     devices: list[dict[str, Any]] = []
@@ -178,8 +186,9 @@ def run_metadata() -> dict[str, Any]:
                 details = tf.config.experimental.get_device_details(device)
             except Exception:  # pragma: no cover - depends on the driver
                 details = {}
-            entry.update({k: details[k] for k in ("device_name", "compute_capability")
-                          if k in details})
+            entry.update(
+                {k: details[k] for k in ("device_name", "compute_capability") if k in details}
+            )
         devices.append(entry)
 
     return {
@@ -520,7 +529,8 @@ class EpochCheckpoint(DivergenceGuard):
     has reported divergence, or when a model or optimizer variable is non-finite. So a
     diverged state is never saved, whatever the order of the callbacks.
 
-    Under multi-worker strategies only the chief writes. Not covered: Python/numpy random
+    Under multi-worker strategies only the chief writes, so every worker must be able to
+    read ``directory`` (a shared file system) to restore. Not covered: Python/numpy random
     state, unseeded TF random ops, ``tf.data`` shuffle order (use ``shuffle=False`` or a
     seeded, epoch-deterministic pipeline for bit-exact resumption).
 
@@ -655,7 +665,8 @@ class SteadyTimer(keras.callbacks.Callback):
             "train_steps": self.total_steps,
             "steps_per_sec": (self.total_steps / wall) if wall else None,
             "first_step_s": (
-                None if self.first_batch_end is None or self.train_start is None
+                None
+                if self.first_batch_end is None or self.train_start is None
                 else self.first_batch_end - self.train_start
             ),
             "steady_steps": steady_steps,
@@ -807,14 +818,10 @@ def make_strategy(name: str, devices: Iterable[str] | None = None) -> tf.distrib
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(
-            devices=None if devices is None else list(devices)
-        )
+        return tf.distribute.MirroredStrategy(devices=None if devices is None else list(devices))
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(
-        f"unknown distribution strategy {name!r}; allowed: {', '.join(STRATEGIES)}"
-    )
+    raise ValueError(f"unknown distribution strategy {name!r}; allowed: {', '.join(STRATEGIES)}")
 
 
 # --------------------------------------------------------------------------------------
@@ -859,34 +866,3 @@ class InverseTimeDecayFloor(keras.optimizers.schedules.LearningRateSchedule):
             "floor": self.floor,
             "name": self.name,
         }
-
-
-# --------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------
-
-
-def _one_line(message: str) -> str:
-    return " ".join(str(message).split())
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose errors are one line: ``PROG: error: MESSAGE``.
-
-    Exits with status 2, like argparse, but without printing the usage block.
-    """
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
-
-
-def fail(message: str, prog: str | None = None, status: int = 2) -> NoReturn:
-    """Prints ``PROG: error: MESSAGE`` as one line to stderr and exits with ``status`` (2).
-
-    For errors found after argument parsing: missing or malformed data files, divergence.
-    ``prog`` defaults to the script's file name, as argparse does.
-    """
-    prog = prog if prog is not None else os.path.basename(sys.argv[0] or "python")
-    sys.stderr.write(f"{prog}: error: {_one_line(message)}\n")
-    sys.stderr.flush()
-    raise SystemExit(status)

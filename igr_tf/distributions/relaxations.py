@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import tensor_util
 
 from igr_tf import categorical
 from igr_tf._checks import check_num_categories, check_positive
@@ -45,6 +46,7 @@ __all__ = [
     "WeightSpec",
     "get",
     "names",
+    "relaxed_sample",
 ]
 
 KL_METHODS = ("closed", "sampled")
@@ -74,6 +76,25 @@ class Draw:
     logits: tf.Tensor
     kl: tf.Tensor
     metrics: dict[str, tf.Tensor]
+
+    def relaxed(self, temperature) -> tf.Tensor:
+        """The relaxed sample `ψ = softmax(ℓ / τ)` `[..., V, K]`.
+
+        Categories masked out by adaptive truncation (`ℓ = -∞`) get exactly zero mass. They are
+        kept out of the division by τ: `-∞ / τ` has gradient `∞ · 0 = NaN` with respect to τ,
+        which would poison a trainable temperature.
+        """
+        return relaxed_sample(self.logits, temperature)
+
+
+def relaxed_sample(logits, temperature) -> tf.Tensor:
+    """`softmax(logits / τ)` on the last axis; `-∞` logits give exactly 0, with finite gradients."""
+    logits = tf.convert_to_tensor(logits)
+    tau = tf.convert_to_tensor(temperature, dtype=logits.dtype)
+    kept = logits > -np.inf
+    safe = tf.where(kept, logits, tf.zeros_like(logits))
+    scaled = tf.where(kept, safe / tau, tf.constant(-np.inf, logits.dtype))
+    return tf.math.softmax(scaled, axis=-1)
 
 
 class Relaxation(abc.ABC):
@@ -122,8 +143,11 @@ class Relaxation(abc.ABC):
         """The relaxed posterior as a TFP distribution (event `[K]`, batch `[..., V]`)."""
 
     @abc.abstractmethod
-    def prior(self, temperature, weights=None, num_vars: int | None = None) -> tfd.Distribution:
-        """The relaxed prior as a TFP distribution."""
+    def prior(
+        self, temperature, weights=None, num_vars: int | None = None, dtype=None
+    ) -> tfd.Distribution:
+        """The relaxed prior as a TFP distribution (`dtype`: default the temperature's, float32
+        for a Python number)."""
 
     def categorical_log_probs(self, params, weights=None, temperature=1.0, seed=None) -> tf.Tensor:
         """Log pmf `[..., V, K]` of the induced categorical (law of `argmax ψ`).
@@ -144,7 +168,9 @@ class Relaxation(abc.ABC):
     # --- shared -------------------------------------------------------------------------------
     def split(self, params: tf.Tensor) -> tf.Tensor:
         """Checks and returns encoder outputs shaped `[..., V, num_params]`."""
-        params = tf.convert_to_tensor(params)
+        # Variables stay references, so a distribution built from them outside a GradientTape
+        # still differentiates with respect to them.
+        params = tensor_util.convert_nonref_to_tensor(params)
         if params.shape.rank is not None and params.shape[-1] is not None:
             if params.shape[-1] != self.num_params:
                 raise ValueError(
@@ -172,8 +198,18 @@ def _as_seed(seed):
     return tfp.random.sanitize_seed(seed)
 
 
+# Stateless RNG algorithm, named explicitly. "auto_select" (TF's default) already means Philox on
+# CPU and GPU, and XLA draws the same numbers with either name; but under jit_compile on CPU,
+# "auto_select" with a seed that is not a compile-time constant (ours comes from the layer's seed
+# generator) compiles to a path ~60x slower than "philox": ~20 ms against ~0.3 ms for 20,000
+# normals (benchmarks/relaxations.py; docs/benchmarks.md).
+_RNG_ALG = "philox"
+
+
 def _gaussian_sample(loc, scale, seed):
-    eps = tf.random.stateless_normal(tf.shape(loc), seed=_as_seed(seed), dtype=loc.dtype)
+    eps = tf.random.stateless_normal(
+        tf.shape(loc), seed=_as_seed(seed), dtype=loc.dtype, alg=_RNG_ALG
+    )
     return loc + scale * eps
 
 
@@ -206,10 +242,10 @@ class _IGR(Relaxation):
     def prior_loc_scale(self, dtype) -> tuple[tf.Tensor, tf.Tensor]:
         """Prior Gaussian (loc0, scale0), each `[K-1]`, making the induced categorical uniform."""
 
-    def _prior_log_prob(self, z, lam, fldj, dtype):
+    def _prior_log_prob(self, z, lam, fldj, dtype, mask=1.0):
         # Prior with the same map h: log p(λ) = log N(h⁻¹(λ) = z; μ0, σ0) - log|det ∂h/∂z|.
         loc0, scale0 = self.prior_loc_scale(dtype)
-        return tf.reduce_sum(gaussian_log_prob(z, loc0, scale0), axis=-1) - fldj
+        return tf.reduce_sum(gaussian_log_prob(z, loc0, scale0) * mask, axis=-1) - fldj
 
     def _hard_logits(self, lam, temperature, z):
         tau = tf.convert_to_tensor(temperature, dtype=lam.dtype)
@@ -217,31 +253,36 @@ class _IGR(Relaxation):
         return tf.concat([lam, last], axis=-1), {}
 
     def draw(self, params, temperature, weights=None, seed=None) -> Draw:
+        check_positive(temperature, "temperature")
         loc, scale = self.loc_scale(params)
         z = _gaussian_sample(loc, scale, seed)
         h = self.map(weights)
         lam = h.forward(z)
         logits, metrics = self._hard_logits(lam, temperature, z)
+        # Under IGR-SB's adaptive truncation only the sticks used enter the KL (both estimators).
+        mask = metrics.pop("_kl_mask", 1.0)
         if self.kl_method == "closed":
             loc0, scale0 = self.prior_loc_scale(loc.dtype)
-            kl_dims = gaussian_kl(loc, scale, loc0, scale0)
-            kl = tf.reduce_sum(kl_dims * metrics.pop("_kl_mask", 1.0), axis=-1)
+            kl = tf.reduce_sum(gaussian_kl(loc, scale, loc0, scale0) * mask, axis=-1)
         else:
             fldj = h.forward_log_det_jacobian(z, event_ndims=1)
             q_loc, q_scale = loc, scale
             if self.stick_the_landing:
                 q_loc, q_scale = tf.stop_gradient(loc), tf.stop_gradient(scale)
-            log_q = tf.reduce_sum(gaussian_log_prob(z, q_loc, q_scale), axis=-1) - fldj
-            kl = log_q - self._prior_log_prob(z, lam, fldj, loc.dtype)
-            metrics.pop("_kl_mask", None)
+            log_q = tf.reduce_sum(gaussian_log_prob(z, q_loc, q_scale) * mask, axis=-1) - fldj
+            kl = log_q - self._prior_log_prob(z, lam, fldj, loc.dtype, mask)
         return Draw(logits=logits, kl=kl, metrics=metrics)
 
     def distribution(self, params, temperature, weights=None) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
         loc, scale = self.loc_scale(params)
         return self._make(loc, scale, temperature, weights)
 
-    def prior(self, temperature, weights=None, num_vars: int | None = None) -> tfd.Distribution:
-        dtype = _dtype_of(temperature)
+    def prior(
+        self, temperature, weights=None, num_vars: int | None = None, dtype=None
+    ) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
+        dtype = tf.as_dtype(dtype) if dtype is not None else _dtype_of(temperature)
         loc0, scale0 = self.prior_loc_scale(dtype)
         if num_vars is not None:
             loc0 = tf.broadcast_to(loc0, [num_vars, self.num_categories - 1])
@@ -284,6 +325,21 @@ class IGRI(_IGR):
         return igr.igr_i(loc, scale, temperature, self.delta)
 
 
+# Up to this many sticks, cumulative sums are a matmul with a triangular matrix of ones: TF's CPU
+# Cumsum kernel (and its gradient, another Cumsum) costs ~16 ns per element on a short last axis,
+# 3-8x the matmul for 9 to 99 sticks (benchmarks/relaxations.py; docs/benchmarks.md). Past it, the
+# matmul's O(K²) work loses and we keep the O(K) scan.
+_MATMUL_CUMSUM_MAX = 128
+
+
+def _cumsum_last(x: tf.Tensor) -> tf.Tensor:
+    """Inclusive cumulative sum over the last axis (of static size, for the matmul path)."""
+    d = x.shape[-1]
+    if d is not None and d <= _MATMUL_CUMSUM_MAX:
+        return tf.linalg.matmul(x, tf.constant(np.triu(np.ones((d, d))), x.dtype))
+    return tf.math.cumsum(x, axis=-1)
+
+
 class IGRStickBreaking(_IGR):
     """IGR-SB: h = LogitStickBreaking; ψ = softmax(log η / τ), η the stick pieces of sigmoid(z).
 
@@ -323,27 +379,35 @@ class IGRStickBreaking(_IGR):
         return tf.constant(loc0, dtype), tf.ones([self.num_categories - 1], dtype)
 
     def _hard_logits(self, lam, temperature, z):
-        # log η = log_softmax([λ, 0]) with λ_k = log η_k - log η_K.
-        log_eta = tf.math.log_softmax(tf.concat([lam, tf.zeros_like(lam[..., :1])], -1), axis=-1)
+        # log η straight from z (λ is not needed): with s = softplus(z) and C its cumulative sum,
+        # log η_k = log σ(z_k) + Σ_{j<k} log σ(-z_j) = z_k - C_k for k < K and log η_K = -C_{K-1};
+        # more generally the stick left after n breaks is Π_{j≤n} (1 - v_j) = exp(-C_n).
+        # Same values as log_softmax([λ, 0]) in fewer ops (one softplus and one cumsum instead of
+        # the map's two softplus, a reverse cumsum, a concat and a log-softmax), and exact in log
+        # space where forming η would underflow. λ = h(z) is then unused and pruned from graphs.
+        del lam
+        used = _cumsum_last(tf.math.softplus(z))  # C_k = -log(stick left after k)
+        log_eta = tf.concat([z - used, -used[..., -1:]], axis=-1)
         k = self.num_categories
         if not self.adaptive:
-            sticks = tf.fill(tf.shape(lam)[:-1], tf.constant(k - 1, lam.dtype))
+            sticks = tf.fill(tf.shape(z)[:-1], tf.constant(k - 1, z.dtype))
             return log_eta, {"N": sticks}
-        covered = tf.math.cumsum(tf.exp(log_eta[..., :-1]), axis=-1)
-        below = tf.reduce_sum(tf.cast(covered < self.threshold, tf.int32), axis=-1)
+        # Broken-off mass after k sticks is 1 - exp(-C_k) < threshold  <=>  C_k < -log(1 - t);
+        # threshold 1 uses every stick (no rounded sum is compared with 1).
+        limit = -np.log1p(-self.threshold) if self.threshold < 1.0 else np.inf
+        below = tf.reduce_sum(tf.cast(used < limit, tf.int32), axis=-1)
         n = tf.stop_gradient(tf.minimum(below + 1, k - 1))  # sticks used, 1..K-1
         position = tf.range(1, k + 1)
         n_ = n[..., tf.newaxis]
-        # Log of the stick left after each step k: log Σ_{j>k} η_j.
-        log_rest = tf.math.cumulative_logsumexp(log_eta, axis=-1, reverse=True, exclusive=True)
-        log_rest_n = tf.gather(log_rest, n - 1, batch_dims=n.shape.rank)[..., tf.newaxis]
+        # Log of the stick left after the n-th break: -C_n.
+        log_rest_n = -tf.gather(used, n - 1, batch_dims=n.shape.rank)[..., tf.newaxis]
         logits = tf.where(
             position <= n_,
             log_eta,
-            tf.where(position == n_ + 1, log_rest_n, tf.constant(-np.inf, lam.dtype)),
+            tf.where(position == n_ + 1, log_rest_n, tf.constant(-np.inf, z.dtype)),
         )
-        kl_mask = tf.cast(position[:-1] <= n_, lam.dtype)
-        return logits, {"N": tf.cast(n, lam.dtype), "_kl_mask": kl_mask}
+        kl_mask = tf.cast(position[:-1] <= n_, z.dtype)
+        return logits, {"N": tf.cast(n, z.dtype), "_kl_mask": kl_mask}
 
     def _make(self, loc, scale, temperature, weights):
         return igr.igr_sb(loc, scale, temperature)
@@ -395,7 +459,7 @@ class IGRPlanar(_IGR):
         shape = [self.num_categories - 1]
         return tf.fill(shape, tf.constant(loc0, dtype)), tf.ones(shape, dtype)
 
-    def _prior_log_prob(self, z, lam, fldj, dtype):
+    def _prior_log_prob(self, z, lam, fldj, dtype, mask=1.0):
         loc0, scale0 = self.prior_loc_scale(dtype)
         return tf.reduce_sum(gaussian_log_prob(lam, loc0, scale0), axis=-1)
 
@@ -432,6 +496,7 @@ class GumbelSoftmax(Relaxation):
         return self.num_categories
 
     def draw(self, params, temperature, weights=None, seed=None) -> Draw:
+        check_positive(temperature, "temperature")
         logits = self.split(params)
         u = tf.random.stateless_uniform(
             tf.shape(logits),
@@ -439,6 +504,7 @@ class GumbelSoftmax(Relaxation):
             dtype=logits.dtype,
             minval=np.finfo(logits.dtype.as_numpy_dtype).tiny,
             maxval=1.0,
+            alg=_RNG_ALG,
         )
         hard = logits - tf.math.log(-tf.math.log(u))
         tau = tf.convert_to_tensor(temperature, dtype=logits.dtype)
@@ -454,10 +520,14 @@ class GumbelSoftmax(Relaxation):
         return tf.math.log_softmax(self.split(params), axis=-1)
 
     def distribution(self, params, temperature, weights=None) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
         return tfd.RelaxedOneHotCategorical(temperature, logits=self.split(params))
 
-    def prior(self, temperature, weights=None, num_vars: int | None = None) -> tfd.Distribution:
-        dtype = _dtype_of(temperature)
+    def prior(
+        self, temperature, weights=None, num_vars: int | None = None, dtype=None
+    ) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
+        dtype = tf.as_dtype(dtype) if dtype is not None else _dtype_of(temperature)
         shape = [self.num_categories] if num_vars is None else [num_vars, self.num_categories]
         return tfd.RelaxedOneHotCategorical(
             tf.constant(self.prior_temperature, dtype), logits=tf.zeros(shape, dtype)

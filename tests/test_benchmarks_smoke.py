@@ -1,0 +1,50 @@
+"""The benchmark scripts run (--quick) and print a table with one row per contender.
+
+Nothing is timed here: this only proves the scripts work. They are imported from benchmarks/ and
+run in-process (one TensorFlow import for all three).
+"""
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench_path():
+    sys.path.insert(0, str(BENCHMARKS))
+    yield
+    sys.path.remove(str(BENCHMARKS))
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and not set(line) <= set("|-"):
+            rows.setdefault(cells[0], []).append(cells)
+    return rows
+
+
+@pytest.mark.parametrize(
+    "script, contenders",
+    [
+        ("relaxations", ("gs", "igr_i", "igr_sb", "igr_planar")),
+        ("vae_step", ("ae", "gs", "igr_i", "igr_sb", "igr_planar")),
+        ("sb_cap", ("10", "100", "1000")),
+    ],
+)
+def test_quick_run_prints_a_row_per_contender(bench_path, capsys, script, contenders):
+    module = importlib.import_module(script)
+    table = module.main(["--quick", "--threads", "0"])
+    assert table in capsys.readouterr().out
+    assert table.startswith("Machine: ")
+    rows = _rows(table)
+    for name in contenders:
+        assert name in rows, f"{script}: no row for {name!r}\n{table}"
+    header = next(iter(rows.values()))[0]
+    for name in contenders:
+        assert all(len(r) == len(header) for r in rows[name])
