@@ -105,9 +105,14 @@ def vae_flags(data_file, out, epochs, *extra) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def data_file(tmp_path_factory) -> str:
+    return tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_file):
     tmp = tmp_path_factory.mktemp("cli")
-    data = tiny_npz(tmp / "tiny.npz")
+    data = data_file
     out, out_mirrored = str(tmp / "run"), str(tmp / "run_mirrored")
     out_div, out_repeated = str(tmp / "run_div"), str(tmp / "run_repeated")
     results: dict = {"data": data, "out": out, "out_div": out_div, "out_repeated": out_repeated}
@@ -359,3 +364,52 @@ def test_mirrored_strategy_on_two_logical_cpus(runs):
     assert res["epochs_completed"] == 1 and res["timing"]["train_steps"] == 3
     assert all(math.isfinite(res["metrics"][k]) for k in ("test_elbo", "test_loglik"))
     assert math.isfinite(res["history"]["loss"][0])
+
+
+# --- the other tasks ----------------------------------------------------------------------------
+def test_sop_trains_resumes_and_writes_results(data_file, tmp_path, capsys):
+    """In process: the wiring of the sop task, including resuming with its learning-rate
+    schedule (which, unlike Adam's constant rate, is not a variable the checkpoint restores)."""
+    out = str(tmp_path / "sop")
+    flags = ["sop", "--data-file", data_file, "--batch-size", "20", "--no-jit", "--dist", "gs",
+             "--eval-samples", "5", "--verbose", "0", "--out", out]  # fmt: skip
+    first = run_main([*flags, "--epochs", "1"], capsys)
+    assert first.returncode == 0, first.stderr
+    second = run_main([*flags, "--epochs", "2"], capsys)
+    assert second.returncode == 0, second.stderr
+    assert "Resuming from epoch 1" in second.stdout
+    with open(os.path.join(out, "results.json")) as f:
+        res = json.load(f)
+    assert res["epochs_completed"] == 2 and res["resumed_from_epoch"] == 1
+    assert res["timing"]["train_steps"] == 3 and res["steps_per_sec"] > 0
+    # -log p(lower half | upper half) of 392 binary pixels: positive and at most 392 log 2
+    # for anything better than a coin toss; an untrained net is not much better.
+    assert 0 < res["metrics"]["test_nll"] < 392 * math.log(2) * 1.5
+    assert math.isfinite(res["history"]["loss"][0])
+    model = keras.models.load_model(os.path.join(out, "model.keras"))
+    assert type(model).__name__ == "StructuredOutputPredictor"
+    assert training.checkpoint_info(os.path.join(out, "checkpoint"))["epoch"] == 2
+
+
+def test_approx_fits_the_target_and_writes_results(tmp_path, capsys):
+    out = str(tmp_path / "approx")
+    run = run_main(
+        ["approx", "--target", "discrete", "--dist", "gs", "--epochs", "3",
+         "--mc-samples", "500", "--out", out],  # fmt: skip
+        capsys,
+    )
+    assert run.returncode == 0, run.stderr
+    with open(os.path.join(out, "results.json")) as f:
+        res = json.load(f)
+    # SPEC §5's "discrete" target: proportional to [10, 1, 5, 1, 10, 10, 1, 6, 1, 1].
+    weights = np.array([10, 1, 5, 1, 10, 10, 1, 6, 1, 1], float)
+    np.testing.assert_allclose(res["target"], weights / weights.sum(), rtol=1e-6)
+    assert len(res["losses"]) == 30 and res["flags"]["lr"] == 1e-2
+    assert res["metrics"]["temperature"] == 0.1  # GS at 0.1, as in the paper
+    losses = np.array(res["losses"])
+    assert np.all(np.isfinite(losses)) and losses[-5:].mean() < losses[:5].mean()
+    pmf = np.array(res["argmax_pmf"])
+    assert pmf.shape == (10,) and abs(pmf.sum() - 1) < 1e-6
+    tv = 0.5 * np.abs(pmf - np.array(res["target"])).sum()
+    assert res["metrics"]["total_variation"] == pytest.approx(tv, abs=1e-6)
+    assert sorted(event_tags(os.path.join(out, "logs"))["loss"]) == list(range(30))
