@@ -21,14 +21,25 @@ APPROX_TEMPERATURE = {"igr_i": 0.01, "igr_sb": 0.01, "igr_planar": 0.01, "gs": 0
 
 
 def build_parser():
-    from igr_tf.training import ArgumentParser
+    from igr_tf.cli import ArgumentParser
 
     p = ArgumentParser(
         prog="train.py",
         description="Train discrete-latent models with IGR relaxations or the Gumbel-Softmax.",
         formatter_class=__import__("argparse").ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("task", nargs="?", default="vae", choices=TASKS, help="what to train")
+    p.add_argument(
+        "task",
+        nargs="?",
+        default=None,
+        choices=TASKS,
+        help="what to train (default vae, or the config's task)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="named config in experiments/configs (or a JSON path) giving flag defaults",
+    )
     g = p.add_argument_group("common")
     g.add_argument("--dist", default="igr_i", choices=RELAXATIONS, help="relaxation")
     g.add_argument(
@@ -121,6 +132,38 @@ def build_parser():
     a.add_argument("--successes", type=float, default=50.0, help="negbinomial r")
     a.add_argument("--mc-samples", type=int, default=10_000, help="relaxed samples per step")
     return p
+
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments", "configs")
+
+
+def apply_config(p, argv: list[str] | None):
+    """Parses argv with a config file's values as defaults (explicit flags still win)."""
+    import json
+
+    args = p.parse_args(argv)
+    if args.config:
+        path = (
+            args.config
+            if os.path.exists(args.config)
+            else os.path.join(CONFIG_DIR, f"{args.config}.json")
+        )
+        if not os.path.exists(path):
+            known = sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".json"))
+            p.error(f"--config: no config {args.config!r}; known: {', '.join(known)}")
+        try:
+            values = json.loads(open(path).read())
+        except (OSError, json.JSONDecodeError) as e:
+            p.error(f"--config: cannot read {path}: {e}")
+        values = {k: v for k, v in values.items() if not k.startswith("_")}
+        unknown = sorted(set(values) - set(vars(args)))
+        if unknown:
+            p.error(f"--config {path}: unknown keys {', '.join(unknown)}")
+        p.set_defaults(**values)
+        args = p.parse_args(argv)
+    if args.task is None:
+        args.task = "vae"
+    return args
 
 
 def check_args(p, args) -> None:
@@ -332,7 +375,7 @@ RUNNERS = {"vae": run_vae, "sop": run_sop, "approx": run_approx}
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = apply_config(parser, argv)
     check_args(parser, args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf

@@ -6,6 +6,8 @@ value is known statically, so users see one clear message rather than a deep TF 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.internal import assert_util, tensor_util
@@ -27,18 +29,26 @@ def check_positive(value, name: str) -> None:
 def check_num_categories(num_categories: int, name: str = "num_categories") -> int:
     """Returns `num_categories` as an int, raising ValueError unless it is an integer ≥ 2."""
     if isinstance(num_categories, bool) or int(num_categories) != num_categories:
-        raise ValueError(f"`{name}` must be an integer ≥ 2; got {num_categories!r}.")
+        raise ValueError(f"`{name}` must be an integer >= 2; got {num_categories!r}.")
     if num_categories < 2:
         raise ValueError(
-            f"`{name}` must be ≥ 2 (a categorical needs two outcomes); got {num_categories}."
+            f"`{name}` must be >= 2 (a categorical needs two outcomes); got {num_categories}."
         )
     return int(num_categories)
+
+
+def positive_float(value: float, name: str) -> float:
+    """Returns `value` as a float, raising ValueError unless it is finite and > 0."""
+    value = float(value)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"`{name}` must be a finite number > 0; got {value!r}.")
+    return value
 
 
 def check_positive_int(value: int, name: str) -> int:
     """Returns `value` as an int, raising ValueError unless it is an integer ≥ 1."""
     if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"`{name}` must be an integer ≥ 1; got {value!r}.")
+        raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
     return int(value)
 
 

@@ -29,6 +29,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from igr_tf._checks import check_num_categories, positive_float
+
 __all__ = [
     "igr_i_log_pmf",
     "uniform_prior_loc",
@@ -217,21 +219,6 @@ def igr_i_log_pmf(
 # --------------------------------------------------------------------------------------------
 
 
-def _check_num_categories(num_categories: int) -> int:
-    if isinstance(num_categories, bool) or int(num_categories) != num_categories:
-        raise ValueError(f"num_categories must be an integer >= 2, got {num_categories!r}")
-    if num_categories < 2:
-        raise ValueError(f"num_categories must be an integer >= 2, got {num_categories!r}")
-    return int(num_categories)
-
-
-def _check_positive(name: str, value: float) -> float:
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
-
-
 def uniform_prior_loc(num_categories: int, delta: float = 1.0, scale: float = 1.0) -> float:
     r"""Location mu0 for which IGR-I with equal coordinates induces the uniform categorical.
 
@@ -243,9 +230,9 @@ def uniform_prior_loc(num_categories: int, delta: float = 1.0, scale: float = 1.
 
     K = 10, delta = 1, sigma0 = 1 gives mu0 = -0.7529.
     """
-    k = _check_num_categories(num_categories)
-    delta = _check_positive("delta", delta)
-    scale = _check_positive("scale", scale)
+    k = check_num_categories(num_categories)
+    delta = positive_float(delta, "delta")
+    scale = positive_float(scale, "scale")
     return math.log(delta) - scale * NormalDist().inv_cdf(k ** (-1.0 / (k - 1)))
 
 
@@ -417,6 +404,6 @@ def fit_stick_breaking_prior(
     Returns:
       float64 numpy array [K-1] (a fresh copy; the cache is not exposed).
     """
-    k = _check_num_categories(num_categories)
-    scale = _check_positive("scale", scale)
+    k = check_num_categories(num_categories)
+    scale = positive_float(scale, "scale")
     return np.array(_fit_stick_breaking_prior(k, scale, float(tol)), dtype=np.float64)

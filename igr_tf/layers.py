@@ -66,6 +66,7 @@ class DiscreteLatent(keras.layers.Layer):
         if binary and self.num_categories != 2:
             raise ValueError(f"`binary=True` needs num_categories=2; got {num_categories}.")
         self.initial_temperature = float(temperature)
+        self._unbuilt_temperature = self.initial_temperature  # set_temperature before build
         self.trainable_temperature = bool(trainable_temperature)
         self.straight_through = bool(straight_through)
         self.binary = bool(binary)
@@ -94,7 +95,7 @@ class DiscreteLatent(keras.layers.Layer):
         init = (
             np.log(self.initial_temperature)
             if self.trainable_temperature
-            else (self.initial_temperature)
+            else self._unbuilt_temperature
         )
         self._temperature_weight = self.add_weight(
             name="log_temperature" if self.trainable_temperature else "temperature",
@@ -118,6 +119,11 @@ class DiscreteLatent(keras.layers.Layer):
         check_positive(value, "temperature")
         if self.trainable_temperature:
             raise ValueError("The temperature is trainable; it cannot be assigned a schedule.")
+        if not self.built:
+            # E.g. TemperatureSchedule at the start of fit(), before a subclassed model has
+            # built its layers: the weight is created with this value.
+            self._unbuilt_temperature = float(value)
+            return
         self._temperature_weight.assign(value)
 
     def _params(self, inputs) -> tf.Tensor:
@@ -140,14 +146,31 @@ class DiscreteLatent(keras.layers.Layer):
         if hard:
             sample = one_hot
         else:
-            sample = tf.math.softmax(draw.logits / tf.cast(self.temperature, params.dtype), -1)
+            sample = draw.relaxed(tf.cast(self.temperature, params.dtype))
             if self.straight_through:
-                sample = one_hot + sample - tf.stop_gradient(sample)
+                # (ψ - sg(ψ)) is exactly 0 in value, so the forward value is exactly one-hot;
+                # `one_hot + ψ - sg(ψ)` rounds `1 + ψ` first and is off by an ulp.
+                sample = one_hot + (sample - tf.stop_gradient(sample))
         if self.binary:
             sample = sample[..., 0]
         out = {"sample": sample, "kl": tf.reduce_sum(draw.kl, axis=-1)}
         out.update({k: tf.reduce_mean(v, axis=-1) for k, v in draw.metrics.items()})
         return out
+
+    # The seed generator's state is not a layer weight, so Keras would not save it: a reloaded
+    # model would restart the random stream from `seed` while the saved one had moved on. Saving
+    # it with the weights makes a reloaded model continue exactly where the saved one stood.
+    _SEED_STATE_KEY = "seed_generator_state"
+
+    def save_own_variables(self, store) -> None:
+        super().save_own_variables(store)
+        store[self._SEED_STATE_KEY] = self.seed_generator.state.numpy()
+
+    def load_own_variables(self, store) -> None:
+        keys = list(store.keys())
+        if self._SEED_STATE_KEY in keys:  # absent in files written before it was saved
+            self.seed_generator.state.assign(store[self._SEED_STATE_KEY])
+        super().load_own_variables({k: store[k] for k in keys if k != self._SEED_STATE_KEY})
 
     def categorical_log_probs(self, inputs) -> tf.Tensor:
         """Log pmf `[B, V, K]` of the induced categorical of each variable given encoder outputs.

@@ -186,8 +186,9 @@ def run_metadata() -> dict[str, Any]:
                 details = tf.config.experimental.get_device_details(device)
             except Exception:  # pragma: no cover - depends on the driver
                 details = {}
-            entry.update({k: details[k] for k in ("device_name", "compute_capability")
-                          if k in details})
+            entry.update(
+                {k: details[k] for k in ("device_name", "compute_capability") if k in details}
+            )
         devices.append(entry)
 
     return {
@@ -664,7 +665,8 @@ class SteadyTimer(keras.callbacks.Callback):
             "train_steps": self.total_steps,
             "steps_per_sec": (self.total_steps / wall) if wall else None,
             "first_step_s": (
-                None if self.first_batch_end is None or self.train_start is None
+                None
+                if self.first_batch_end is None or self.train_start is None
                 else self.first_batch_end - self.train_start
             ),
             "steady_steps": steady_steps,
@@ -816,14 +818,10 @@ def make_strategy(name: str, devices: Iterable[str] | None = None) -> tf.distrib
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(
-            devices=None if devices is None else list(devices)
-        )
+        return tf.distribute.MirroredStrategy(devices=None if devices is None else list(devices))
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(
-        f"unknown distribution strategy {name!r}; allowed: {', '.join(STRATEGIES)}"
-    )
+    raise ValueError(f"unknown distribution strategy {name!r}; allowed: {', '.join(STRATEGIES)}")
 
 
 # --------------------------------------------------------------------------------------

@@ -139,9 +139,12 @@ class SoftmaxPlusPlus(tfb.AutoCompositeTensorBijector):
         return tf.concat([scaled, last], axis=-1)
 
     def _forward(self, x):
-        return tf.math.softmax(self._logits(x), axis=-1)
+        with tf.control_dependencies(self._maybe_assert_valid_x(x)):
+            return tf.math.softmax(self._logits(x), axis=-1)
 
     def _inverse(self, y):
+        with tf.control_dependencies(self._maybe_assert_valid_y(y)):
+            y = tf.identity(y)
         # x_k = τ (log ψ_k - log ψ_K + log δ).
         tau = cast_like(self._temperature, y)[..., tf.newaxis]
         log_delta = tf.math.log(cast_like(self._delta, y))[..., tf.newaxis]
@@ -149,12 +152,16 @@ class SoftmaxPlusPlus(tfb.AutoCompositeTensorBijector):
         return tau * (log_y[..., :-1] - log_y[..., -1:] + log_delta)
 
     def _forward_log_det_jacobian(self, x):
+        with tf.control_dependencies(self._maybe_assert_valid_x(x)):
+            x = tf.identity(x)
         k = ps.cast(ps.shape(x)[-1] + 1, x.dtype)
         log_psi = tf.math.log_softmax(self._logits(x), axis=-1)
         log_tau = tf.math.log(cast_like(self._temperature, x))
         return 0.5 * tf.math.log(k) + tf.reduce_sum(log_psi, axis=-1) - (k - 1.0) * log_tau
 
     def _inverse_log_det_jacobian(self, y):
+        with tf.control_dependencies(self._maybe_assert_valid_y(y)):
+            y = tf.identity(y)
         k = ps.cast(ps.shape(y)[-1], y.dtype)
         log_tau = tf.math.log(cast_like(self._temperature, y))
         return (
@@ -179,10 +186,12 @@ class SoftmaxPlusPlus(tfb.AutoCompositeTensorBijector):
             )
         return assertions
 
-    def _inverse_control_dependencies(self, y):
+    # Input checks. TFP has no hook that runs these for us (only parameter checks are automatic),
+    # so every method that takes an x or a y wraps its body in them.
+    def _maybe_assert_valid_y(self, y):
         return simplex_assertions(y) if self.validate_args else []
 
-    def _forward_control_dependencies(self, x):
+    def _maybe_assert_valid_x(self, x):
         if not self.validate_args:
             return []
         return [

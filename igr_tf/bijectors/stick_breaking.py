@@ -75,6 +75,8 @@ class StickBreaking(tfb.AutoCompositeTensorBijector):
         return ps.concat([output_shape[:-1], [output_shape[-1] - 1]], axis=0)
 
     def _forward(self, v):
+        with tf.control_dependencies(self._maybe_assert_valid_x(v)):
+            v = tf.identity(v)
         log1m_v = tf.math.log1p(-v)
         log_left = tf.math.cumsum(log1m_v, axis=-1, exclusive=True)  # log Π_{j<k}(1 - v_j)
         pieces = v * tf.exp(log_left)
@@ -82,17 +84,23 @@ class StickBreaking(tfb.AutoCompositeTensorBijector):
         return tf.concat([pieces, remainder], axis=-1)
 
     def _inverse(self, eta):
+        with tf.control_dependencies(self._maybe_assert_valid_y(eta)):
+            eta = tf.identity(eta)
         # The stick left before step k is Σ_{j≥k} η_j: a reverse cumulative sum (no cancellation).
         left = tf.math.cumsum(eta, axis=-1, reverse=True)
         return eta[..., :-1] / left[..., :-1]
 
     def _forward_log_det_jacobian(self, v):
+        with tf.control_dependencies(self._maybe_assert_valid_x(v)):
+            v = tf.identity(v)
         k = ps.shape(v)[-1] + 1
         weights = ps.cast(k - 1 - ps.range(1, k), v.dtype)  # K-1-j for j = 1..K-1
         log1m_v = tf.math.log1p(-v)
         return 0.5 * tf.math.log(ps.cast(k, v.dtype)) + tf.reduce_sum(weights * log1m_v, axis=-1)
 
     def _inverse_log_det_jacobian(self, eta):
+        with tf.control_dependencies(self._maybe_assert_valid_y(eta)):
+            eta = tf.identity(eta)
         left = tf.math.cumsum(eta, axis=-1, reverse=True)
         log_left = tf.math.log(left)
         log1m_v = log_left[..., 1:] - log_left[..., :-1]  # 1 - v_j = left_{j+1} / left_j
@@ -102,7 +110,8 @@ class StickBreaking(tfb.AutoCompositeTensorBijector):
             0.5 * tf.math.log(ps.cast(k, eta.dtype)) + tf.reduce_sum(weights * log1m_v, axis=-1)
         )
 
-    def _forward_control_dependencies(self, v):
+    # Input checks: TFP runs none automatically, so the methods above wrap their inputs in them.
+    def _maybe_assert_valid_x(self, v):
         if not self.validate_args:
             return []
         return [
@@ -110,7 +119,7 @@ class StickBreaking(tfb.AutoCompositeTensorBijector):
             assert_util.assert_less(v, tf.ones([], v.dtype), message="Input must be in (0, 1)."),
         ]
 
-    def _inverse_control_dependencies(self, eta):
+    def _maybe_assert_valid_y(self, eta):
         return simplex_assertions(eta) if self.validate_args else []
 
 

@@ -19,6 +19,7 @@ from igr_tf.distributions.relaxations import (
     WeightSpec,
     get,
     names,
+    relaxed_sample,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "igr_sb",
     "names",
     "planar_flows",
+    "relaxed_sample",
 ]

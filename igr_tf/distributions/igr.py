@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import dtype_util, tensor_util
 
 from igr_tf._checks import check_positive
 from igr_tf.bijectors import LogitStickBreaking, Planar, SoftmaxPlusPlus
@@ -30,8 +31,11 @@ __all__ = ["gaussian_base", "igr_i", "igr_planar", "igr_sb", "planar_flows"]
 
 def gaussian_base(loc, scale, validate_args: bool = False) -> tfd.Distribution:
     """`N(loc, diag(scale²))` with event shape `[K-1]` (the IGR noise of each variable)."""
-    loc = tf.convert_to_tensor(loc, dtype_hint=tf.float32)
-    scale = tf.convert_to_tensor(scale, dtype=loc.dtype)
+    # Variables stay variables (TFP convention): a distribution built once, outside a
+    # GradientTape, still differentiates with respect to them when sampled inside one.
+    dtype = dtype_util.common_dtype([loc, scale], dtype_hint=tf.float32)
+    loc = tensor_util.convert_nonref_to_tensor(loc, dtype=dtype, name="loc")
+    scale = tensor_util.convert_nonref_to_tensor(scale, dtype=dtype, name="scale")
     if loc.shape.rank is not None and loc.shape.rank == 0:
         raise ValueError("`loc` must have a last (event) axis of size K-1 ≥ 1; got a scalar.")
     if not loc.shape[-1:].is_compatible_with(scale.shape[-1:]) and scale.shape.rank:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import tensor_util
 
 from igr_tf import categorical
 from igr_tf._checks import check_num_categories, check_positive
@@ -45,6 +46,7 @@ __all__ = [
     "WeightSpec",
     "get",
     "names",
+    "relaxed_sample",
 ]
 
 KL_METHODS = ("closed", "sampled")
@@ -74,6 +76,25 @@ class Draw:
     logits: tf.Tensor
     kl: tf.Tensor
     metrics: dict[str, tf.Tensor]
+
+    def relaxed(self, temperature) -> tf.Tensor:
+        """The relaxed sample `ψ = softmax(ℓ / τ)` `[..., V, K]`.
+
+        Categories masked out by adaptive truncation (`ℓ = -∞`) get exactly zero mass. They are
+        kept out of the division by τ: `-∞ / τ` has gradient `∞ · 0 = NaN` with respect to τ,
+        which would poison a trainable temperature.
+        """
+        return relaxed_sample(self.logits, temperature)
+
+
+def relaxed_sample(logits, temperature) -> tf.Tensor:
+    """`softmax(logits / τ)` on the last axis; `-∞` logits give exactly 0, with finite gradients."""
+    logits = tf.convert_to_tensor(logits)
+    tau = tf.convert_to_tensor(temperature, dtype=logits.dtype)
+    kept = logits > -np.inf
+    safe = tf.where(kept, logits, tf.zeros_like(logits))
+    scaled = tf.where(kept, safe / tau, tf.constant(-np.inf, logits.dtype))
+    return tf.math.softmax(scaled, axis=-1)
 
 
 class Relaxation(abc.ABC):
@@ -122,8 +143,11 @@ class Relaxation(abc.ABC):
         """The relaxed posterior as a TFP distribution (event `[K]`, batch `[..., V]`)."""
 
     @abc.abstractmethod
-    def prior(self, temperature, weights=None, num_vars: int | None = None) -> tfd.Distribution:
-        """The relaxed prior as a TFP distribution."""
+    def prior(
+        self, temperature, weights=None, num_vars: int | None = None, dtype=None
+    ) -> tfd.Distribution:
+        """The relaxed prior as a TFP distribution (`dtype`: default the temperature's, float32
+        for a Python number)."""
 
     def categorical_log_probs(self, params, weights=None, temperature=1.0, seed=None) -> tf.Tensor:
         """Log pmf `[..., V, K]` of the induced categorical (law of `argmax ψ`).
@@ -144,7 +168,9 @@ class Relaxation(abc.ABC):
     # --- shared -------------------------------------------------------------------------------
     def split(self, params: tf.Tensor) -> tf.Tensor:
         """Checks and returns encoder outputs shaped `[..., V, num_params]`."""
-        params = tf.convert_to_tensor(params)
+        # Variables stay references, so a distribution built from them outside a GradientTape
+        # still differentiates with respect to them.
+        params = tensor_util.convert_nonref_to_tensor(params)
         if params.shape.rank is not None and params.shape[-1] is not None:
             if params.shape[-1] != self.num_params:
                 raise ValueError(
@@ -217,6 +243,7 @@ class _IGR(Relaxation):
         return tf.concat([lam, last], axis=-1), {}
 
     def draw(self, params, temperature, weights=None, seed=None) -> Draw:
+        check_positive(temperature, "temperature")
         loc, scale = self.loc_scale(params)
         z = _gaussian_sample(loc, scale, seed)
         h = self.map(weights)
@@ -237,11 +264,15 @@ class _IGR(Relaxation):
         return Draw(logits=logits, kl=kl, metrics=metrics)
 
     def distribution(self, params, temperature, weights=None) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
         loc, scale = self.loc_scale(params)
         return self._make(loc, scale, temperature, weights)
 
-    def prior(self, temperature, weights=None, num_vars: int | None = None) -> tfd.Distribution:
-        dtype = _dtype_of(temperature)
+    def prior(
+        self, temperature, weights=None, num_vars: int | None = None, dtype=None
+    ) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
+        dtype = tf.as_dtype(dtype) if dtype is not None else _dtype_of(temperature)
         loc0, scale0 = self.prior_loc_scale(dtype)
         if num_vars is not None:
             loc0 = tf.broadcast_to(loc0, [num_vars, self.num_categories - 1])
@@ -329,9 +360,14 @@ class IGRStickBreaking(_IGR):
         if not self.adaptive:
             sticks = tf.fill(tf.shape(lam)[:-1], tf.constant(k - 1, lam.dtype))
             return log_eta, {"N": sticks}
-        covered = tf.math.cumsum(tf.exp(log_eta[..., :-1]), axis=-1)
-        below = tf.reduce_sum(tf.cast(covered < self.threshold, tf.int32), axis=-1)
-        n = tf.stop_gradient(tf.minimum(below + 1, k - 1))  # sticks used, 1..K-1
+        if self.threshold >= 1.0:
+            # Only the whole stick covers 1: use every stick. (Testing the rounded cumulative
+            # sum against 1 would stop early wherever the first pieces round to the whole stick.)
+            n = tf.fill(tf.shape(lam)[:-1], k - 1)
+        else:
+            covered = tf.math.cumsum(tf.exp(log_eta[..., :-1]), axis=-1)
+            below = tf.reduce_sum(tf.cast(covered < self.threshold, tf.int32), axis=-1)
+            n = tf.stop_gradient(tf.minimum(below + 1, k - 1))  # sticks used, 1..K-1
         position = tf.range(1, k + 1)
         n_ = n[..., tf.newaxis]
         # Log of the stick left after each step k: log Σ_{j>k} η_j.
@@ -432,6 +468,7 @@ class GumbelSoftmax(Relaxation):
         return self.num_categories
 
     def draw(self, params, temperature, weights=None, seed=None) -> Draw:
+        check_positive(temperature, "temperature")
         logits = self.split(params)
         u = tf.random.stateless_uniform(
             tf.shape(logits),
@@ -454,10 +491,14 @@ class GumbelSoftmax(Relaxation):
         return tf.math.log_softmax(self.split(params), axis=-1)
 
     def distribution(self, params, temperature, weights=None) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
         return tfd.RelaxedOneHotCategorical(temperature, logits=self.split(params))
 
-    def prior(self, temperature, weights=None, num_vars: int | None = None) -> tfd.Distribution:
-        dtype = _dtype_of(temperature)
+    def prior(
+        self, temperature, weights=None, num_vars: int | None = None, dtype=None
+    ) -> tfd.Distribution:
+        check_positive(temperature, "temperature")
+        dtype = tf.as_dtype(dtype) if dtype is not None else _dtype_of(temperature)
         shape = [self.num_categories] if num_vars is None else [num_vars, self.num_categories]
         return tfd.RelaxedOneHotCategorical(
             tf.constant(self.prior_temperature, dtype), logits=tf.zeros(shape, dtype)
