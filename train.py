@@ -302,9 +302,9 @@ def run_vae(args, out: str) -> dict[str, Any]:
 
 def run_sop(args, out: str) -> dict[str, Any]:
     import keras
-    from models.sop import StructuredOutputPredictor
 
     from igr_tf import datasets, training
+    from models.sop import StructuredOutputPredictor
 
     data = load_data(args)
     tau = args.temperature or 1.0
@@ -313,16 +313,20 @@ def run_sop(args, out: str) -> dict[str, Any]:
     with args.strategy_obj.scope():
         model = StructuredOutputPredictor(
             args.dist,
-            arch=args.arch or "double_linear",
+            architecture=args.arch or "double_linear",
             temperature=tau,
-            num_samples=args.samples,
+            num_train_samples=args.samples,
+            num_test_samples=args.eval_samples,
             relaxation_options=relaxation_options(args),
             seed=args.seed,
         )
         lr = training.InverseTimeDecayFloor(initial_learning_rate=args.lr)
         model.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=not args.no_jit)
     info = fit(model, train, test, args, out)
-    metrics = {"test_nll": model.test_nll(test, args.eval_samples), "temperature": tau}
+    metrics = {
+        "test_nll": model.test_nll(test, args.eval_samples, seed=args.seed),
+        "temperature": tau,
+    }
     model.save(os.path.join(out, "model.keras"))
     return {"metrics": metrics, **info}
 
@@ -330,14 +334,15 @@ def run_sop(args, out: str) -> dict[str, Any]:
 def run_approx(args, out: str) -> dict[str, Any]:
     from igr_tf import approx, training
 
-    target = approx.make_target(
-        args.target,
-        categories=args.categories,
-        rate=args.rate,
-        trials=args.trials,
-        prob=args.prob,
-        successes=args.successes,
-    )
+    targets = {  # SPEC §5's targets; K applies to the unbounded ones
+        "poisson": lambda: approx.poisson(args.rate, args.categories or 20),
+        "binomial": lambda: approx.binomial(args.trials, args.prob or 0.3),
+        "negbinomial": lambda: approx.negative_binomial(
+            args.successes, args.prob or 0.6, args.categories or 40
+        ),
+        "discrete": approx.discrete,
+    }
+    target = targets[args.target]()
     tau = args.temperature or APPROX_TEMPERATURE[args.dist]
     start = time.perf_counter()
     result = approx.fit_approximation(

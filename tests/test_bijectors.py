@@ -197,9 +197,9 @@ def test_planar_round_trip(dtype, case):
     np.testing.assert_allclose(flow.forward(fresh(z2)), y, rtol=0, atol=20 * eps * scale)
     # Forward error: rounding of y (relative eps·|y|, amplified by ‖w‖ in wᵀy) divided by the
     # slope of the scalar map along w (= det), times ‖û‖ (how that error moves z).
-    cond = (
-        np.linalg.norm(w, axis=-1) * np.linalg.norm(u_hat, axis=-1) / np.maximum(det, 1e-300)
-    )[..., None]
+    cond = (np.linalg.norm(w, axis=-1) * np.linalg.norm(u_hat, axis=-1) / np.maximum(det, 1e-300))[
+        ..., None
+    ]
     bound = 50 * eps * scale * (1.0 + cond)
     assert np.all(np.abs(z2 - z) < bound), np.max(np.abs(z2 - z) / bound)
     if case == "zero_w":  # a pure shift by u·tanh(b), recovered exactly
@@ -296,8 +296,9 @@ def test_square_chain_through_stick_breaking(dtype, k):
     chain = naive_sb_chain()
     z = (2.0 * rng.normal(size=(6, k - 1))).astype(dtype)
     fldj = chain.forward_log_det_jacobian(fresh(z), event_ndims=1).numpy()
-    np.testing.assert_allclose(fldj, autodiff_logdet(chain.forward, z), atol=2e-4 if
-                               dtype == np.float32 else 1e-9)
+    np.testing.assert_allclose(
+        fldj, autodiff_logdet(chain.forward, z), atol=2e-4 if dtype == np.float32 else 1e-9
+    )
     # StickBreaking alone: its fldj is the chain's minus Sigmoid's, minus Invert(SC)'s.
     v = tf.sigmoid(fresh(z))
     eta = StickBreaking().forward(v)
@@ -708,8 +709,12 @@ def test_logit_stick_breaking_extremes_where_the_naive_chain_fails(dtype, k):
     ref = -np.logaddexp(0.0, -zz) + np.cumsum(np.logaddexp(0.0, zz)[..., ::-1], -1)[..., ::-1]
     np.testing.assert_allclose(x, ref, rtol=1e-6 if dtype == np.float32 else 1e-13)
     # The round trip is exact to the dtype's resolution (x holds sums of ~50-sized terms).
-    np.testing.assert_allclose(z_back, z_np, rtol=1e-4 if dtype == np.float32 else 1e-10,
-                               atol=1e-3 if dtype == np.float32 else 1e-9)
+    np.testing.assert_allclose(
+        z_back,
+        z_np,
+        rtol=1e-4 if dtype == np.float32 else 1e-10,
+        atol=1e-3 if dtype == np.float32 else 1e-9,
+    )
     with tf.GradientTape() as tape:
         xx = tf.constant(ref.astype(dtype))
         tape.watch(xx)
@@ -812,8 +817,11 @@ def test_softmax_plus_plus_variable_temperature_validated_at_call():
 @pytest.mark.parametrize(
     "y", [[0.5, 0.6, 0.1], [1.2, -0.1, -0.1], [0.5, 0.5, 0.0]], ids=["sum", "negative", "zero"]
 )
-@pytest.mark.parametrize("bij_fn", [lambda: SoftmaxPlusPlus(0.5, validate_args=True),
-                                    lambda: StickBreaking(validate_args=True)], ids=["spp", "sb"])
+@pytest.mark.parametrize(
+    "bij_fn",
+    [lambda: SoftmaxPlusPlus(0.5, validate_args=True), lambda: StickBreaking(validate_args=True)],
+    ids=["spp", "sb"],
+)
 def test_inverse_rejects_non_simplex(bij_fn, y):
     bij = bij_fn()
     bij.inverse(tf.constant([0.2, 0.3, 0.5]))  # a valid point passes
@@ -823,14 +831,19 @@ def test_inverse_rejects_non_simplex(bij_fn, y):
         bij.inverse_log_det_jacobian(tf.constant(y), event_ndims=1)
 
 
-@pytest.mark.parametrize("bij_fn", [lambda: SoftmaxPlusPlus(0.5, validate_args=True),
-                                    lambda: StickBreaking(validate_args=True)], ids=["spp", "sb"])
+@pytest.mark.parametrize(
+    "bij_fn",
+    [lambda: SoftmaxPlusPlus(0.5, validate_args=True), lambda: StickBreaking(validate_args=True)],
+    ids=["spp", "sb"],
+)
 def test_inverse_validation_runs_in_graph_mode(bij_fn):
     """In a tf.function the assertions must be wired into the graph, not just run eagerly."""
     bij = bij_fn()
     inverse = tf.function(lambda y: bij.inverse(y), input_signature=[tf.TensorSpec([3])])
-    ildj = tf.function(lambda y: bij.inverse_log_det_jacobian(y, event_ndims=1),
-                       input_signature=[tf.TensorSpec([3])])
+    ildj = tf.function(
+        lambda y: bij.inverse_log_det_jacobian(y, event_ndims=1),
+        input_signature=[tf.TensorSpec([3])],
+    )
     inverse(tf.constant([0.2, 0.3, 0.5]))
     with pytest.raises(tf.errors.InvalidArgumentError):
         inverse(tf.constant([0.5, 0.6, 0.1]))

@@ -647,3 +647,26 @@ def test_mismatched_params_shape_is_rejected(name):
         relax.categorical_log_probs(bad, weights)
     with pytest.raises(ValueError, match="params"):
         relax.distribution(bad, 0.5, weights)
+
+
+def test_adaptive_sb_sampled_kl_counts_only_the_sticks_used():
+    """With the first stick taking everything (N = 1), only coordinate 0 enters the sampled KL."""
+    from igr_tf.distributions import gaussian_log_prob
+
+    k = 6
+    relax = igrd.get("igr_sb", k, adaptive=True, threshold=0.99, kl="sampled")
+    loc = np.zeros([4, 1, k - 1])
+    loc[..., 0] = 20.0
+    raw_scale = np.full([4, 1, k - 1], 0.5)
+    params = tf.constant(np.concatenate([loc, raw_scale], -1), tf.float64)
+    draw = relax.draw(params, 0.5, seed=(1, 2))
+    np.testing.assert_array_equal(draw.metrics["N"].numpy(), 1.0)
+    # Rebuild the same z (same seed and sampler) and compute the 1-D log-ratio independently.
+    scale = tf.math.softplus(params[..., k - 1 :]) + 1e-4
+    eps = tf.random.stateless_normal(tf.shape(params[..., : k - 1]), seed=(1, 2), dtype=tf.float64)
+    z0 = params[..., 0] + scale[..., 0] * eps[..., 0]
+    loc0, scale0 = relax.prior_loc_scale(tf.float64)
+    expected = gaussian_log_prob(z0, params[..., 0], scale[..., 0]) - gaussian_log_prob(
+        z0, loc0[0], scale0[0]
+    )
+    np.testing.assert_allclose(draw.kl.numpy(), expected.numpy(), rtol=1e-10)

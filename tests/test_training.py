@@ -245,8 +245,15 @@ def test_checkpoint_refuses_non_finite_weights(tmp_path):
     model = build_for_restore(make_model(), x[:2])
     restore_checkpoint(model, tmp_path)
     checkpoint = EpochCheckpoint(tmp_path, verbose=False)
-    model.fit(x, y, batch_size=BATCH, epochs=3, initial_epoch=1, verbose=0,
-              callbacks=[Poison(), checkpoint])
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=3,
+        initial_epoch=1,
+        verbose=0,
+        callbacks=[Poison(), checkpoint],
+    )
     assert "non-finite variables" in checkpoint.message
     assert "(epoch 1)" in checkpoint.message
     assert checkpoint_info(tmp_path)["epoch"] == 1
@@ -303,7 +310,8 @@ def test_argument_parser_error_is_one_line(capsys):
 
 def test_cli_error_in_a_process(tmp_path):
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys
         sys.path.insert(0, sys.argv[1])
         from igr_tf.cli import ArgumentParser, fail
@@ -313,10 +321,15 @@ def test_cli_error_in_a_process(tmp_path):
         parser.add_argument("--epochs", type=int, default=1)
         args = parser.parse_args(sys.argv[2:])
         fail(f"missing data file {args.data}")
-    """))
-    proc = subprocess.run([sys.executable, str(script), REPO, "--data", "x.npz", "--epochs"],
-                          capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    """)
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), REPO, "--data", "x.npz", "--epochs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr == "train.py: error: argument --epochs: expected one argument\n"
@@ -324,8 +337,12 @@ def test_cli_error_in_a_process(tmp_path):
 
 def test_write_json_atomic_round_trip(tmp_path, monkeypatch):
     path = tmp_path / "out" / "results.json"
-    obj = {"elbo": np.float32(-91.5), "curve": np.arange(3), "nan": float("nan"),
-           "meta": run_metadata()}
+    obj = {
+        "elbo": np.float32(-91.5),
+        "curve": np.arange(3),
+        "nan": float("nan"),
+        "meta": run_metadata(),
+    }
     write_json_atomic(path, obj)
     loaded = json.loads(path.read_text())
     assert loaded["elbo"] == -91.5 and loaded["curve"] == [0, 1, 2] and loaded["nan"] is None
@@ -364,10 +381,17 @@ def test_image_and_scalar_summaries(tmp_path):
         calls.append(1)
         return np.linspace(0, 1, 2 * 5 * 4, dtype="float32").reshape(2, 5, 4, 1)
 
-    model.fit(x, y, batch_size=BATCH, epochs=3, verbose=0, callbacks=[
-        ImageSummary(tmp_path / "img", make_images, name="samples", every=2),
-        ScalarSummary(tmp_path / "scalars"),
-    ])
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=3,
+        verbose=0,
+        callbacks=[
+            ImageSummary(tmp_path / "img", make_images, name="samples", every=2),
+            ScalarSummary(tmp_path / "scalars"),
+        ],
+    )
     assert len(calls) == 1  # epoch index 1 only
     images = _events(tmp_path / "img")
     assert len(images) == 1
@@ -441,7 +465,11 @@ def test_multiworker_and_mirrored_strategies_on_two_logical_cpus():
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
         [sys.executable, "-c", MIRRORED_SCRIPT, REPO, os.path.abspath(__file__)],
-        capture_output=True, text=True, timeout=120, env=env)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
@@ -489,7 +517,8 @@ def test_keras_loss_reporting_contract():
     assert [m.name for m in raw.metrics] == ["loss", "mae"]  # "loss": compile()'s tracker
     batch_losses = []
     record = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: batch_losses.append(logs["loss"]))
+        on_train_batch_end=lambda batch, logs: batch_losses.append(logs["loss"])
+    )
     history = raw.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[record])
     assert batch_losses[-1] > 0  # the progress bar shows the returned value...
     assert history.history["loss"] == [0.0]  # ...but the epoch logs take compile()'s tracker

@@ -232,10 +232,10 @@ class _IGR(Relaxation):
     def prior_loc_scale(self, dtype) -> tuple[tf.Tensor, tf.Tensor]:
         """Prior Gaussian (loc0, scale0), each `[K-1]`, making the induced categorical uniform."""
 
-    def _prior_log_prob(self, z, lam, fldj, dtype):
+    def _prior_log_prob(self, z, lam, fldj, dtype, mask=1.0):
         # Prior with the same map h: log p(λ) = log N(h⁻¹(λ) = z; μ0, σ0) - log|det ∂h/∂z|.
         loc0, scale0 = self.prior_loc_scale(dtype)
-        return tf.reduce_sum(gaussian_log_prob(z, loc0, scale0), axis=-1) - fldj
+        return tf.reduce_sum(gaussian_log_prob(z, loc0, scale0) * mask, axis=-1) - fldj
 
     def _hard_logits(self, lam, temperature, z):
         tau = tf.convert_to_tensor(temperature, dtype=lam.dtype)
@@ -249,18 +249,18 @@ class _IGR(Relaxation):
         h = self.map(weights)
         lam = h.forward(z)
         logits, metrics = self._hard_logits(lam, temperature, z)
+        # Under IGR-SB's adaptive truncation only the sticks used enter the KL (both estimators).
+        mask = metrics.pop("_kl_mask", 1.0)
         if self.kl_method == "closed":
             loc0, scale0 = self.prior_loc_scale(loc.dtype)
-            kl_dims = gaussian_kl(loc, scale, loc0, scale0)
-            kl = tf.reduce_sum(kl_dims * metrics.pop("_kl_mask", 1.0), axis=-1)
+            kl = tf.reduce_sum(gaussian_kl(loc, scale, loc0, scale0) * mask, axis=-1)
         else:
             fldj = h.forward_log_det_jacobian(z, event_ndims=1)
             q_loc, q_scale = loc, scale
             if self.stick_the_landing:
                 q_loc, q_scale = tf.stop_gradient(loc), tf.stop_gradient(scale)
-            log_q = tf.reduce_sum(gaussian_log_prob(z, q_loc, q_scale), axis=-1) - fldj
-            kl = log_q - self._prior_log_prob(z, lam, fldj, loc.dtype)
-            metrics.pop("_kl_mask", None)
+            log_q = tf.reduce_sum(gaussian_log_prob(z, q_loc, q_scale) * mask, axis=-1) - fldj
+            kl = log_q - self._prior_log_prob(z, lam, fldj, loc.dtype, mask)
         return Draw(logits=logits, kl=kl, metrics=metrics)
 
     def distribution(self, params, temperature, weights=None) -> tfd.Distribution:
@@ -431,7 +431,7 @@ class IGRPlanar(_IGR):
         shape = [self.num_categories - 1]
         return tf.fill(shape, tf.constant(loc0, dtype)), tf.ones(shape, dtype)
 
-    def _prior_log_prob(self, z, lam, fldj, dtype):
+    def _prior_log_prob(self, z, lam, fldj, dtype, mask=1.0):
         loc0, scale0 = self.prior_loc_scale(dtype)
         return tf.reduce_sum(gaussian_log_prob(lam, loc0, scale0), axis=-1)
 
