@@ -1,0 +1,81 @@
+"""The notebooks are documentation that must run: execute each one in small mode.
+
+Small mode: every notebook's first cell (tagged "parameters") sets
+`SMALL = os.environ.get("IGR_NOTEBOOK_SMALL", "0") == "1"` and derives its sizes from it; this
+test sets IGR_NOTEBOOK_SMALL=1 in the kernel's environment (nbclient's kernel inherits
+os.environ), so the notebooks run unchanged, on fewer samples and training steps. Run one by hand
+the same way: `IGR_NOTEBOOK_SMALL=1 jupyter nbconvert --to notebook --execute ...`.
+
+The committed notebooks must carry no outputs (`python notebooks/strip_outputs.py` strips them).
+"""
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+CELL_TIMEOUT_S = 120
+
+
+def _strip_tool():
+    path = NOTEBOOK_DIR / "strip_outputs.py"
+    spec = importlib.util.spec_from_file_location("strip_outputs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXPECTED = (
+    "01_relaxations_tour",
+    "02_approximating_discrete",
+    "03_discrete_vae",
+    "04_structured_output",
+    "05_bijectors_in_your_model",
+)
+
+
+def test_all_notebooks_are_there():
+    assert {p.stem for p in NOTEBOOKS} >= set(EXPECTED)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_has_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert _strip_tool().problems(nb) == [], f"run `python notebooks/strip_outputs.py` on {path}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_cell_is_the_small_mode_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert "parameters" in first.metadata.get("tags", [])
+    assert 'SMALL = os.environ.get("IGR_NOTEBOOK_SMALL", "0") == "1"' in first.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_small_mode(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("IGR_NOTEBOOK_SMALL", "1")
+    # The kernel imports this checkout's package (not another installed copy) ...
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        # ... and runs in a scratch directory, so nothing it writes lands in the checkout.
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    print(f"{path.name}: {time.perf_counter() - start:.1f} s in small mode")
