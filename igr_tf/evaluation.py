@@ -24,6 +24,7 @@ __all__ = [
     "categorical_kl",
     "importance_sampled_loglik",
     "log_mean_exp",
+    "loglik_estimates",
     "original_loglik",
     "uniform_log_prior",
 ]
@@ -55,6 +56,48 @@ def _sample_one_hot(q_log_probs: tf.Tensor, num_samples: int, seed) -> tf.Tensor
     return tf.one_hot(idx, shape[-1], dtype=q_log_probs.dtype)
 
 
+def _decode(log_likelihood, q_log_probs, num_samples, seed, chunk_size):
+    """Draws S one-hot latents from q and decodes them in chunks: (d, log p(x|d) [S, B])."""
+    d = _sample_one_hot(q_log_probs, num_samples, seed)
+    log_lik = tf.concat(
+        [log_likelihood(d[i : i + chunk_size]) for i in range(0, num_samples, chunk_size)], 0
+    )
+    return d, log_lik
+
+
+def _log_prior(d, q_log_probs, prior_log_probs):
+    if prior_log_probs is None:
+        v, k = q_log_probs.shape[-2], q_log_probs.shape[-1]
+        return tf.fill(tf.shape(d)[:2], tf.constant(uniform_log_prior(v, k), d.dtype))
+    return tf.reduce_sum(d * prior_log_probs, axis=[-2, -1])
+
+
+def loglik_estimates(
+    log_likelihood: Callable[[tf.Tensor], tf.Tensor],
+    q_log_probs: tf.Tensor,
+    num_samples: int = 100,
+    prior_log_probs: tf.Tensor | None = None,
+    seed=(0, 0),
+    chunk_size: int = 100,
+) -> dict[str, tf.Tensor]:
+    """Both estimates from ONE set of S decoded latents (the decoding is the expensive part).
+
+    Returns {"loglik": importance_sampled_loglik, "loglik_original_formula": original_loglik},
+    each `[B]`; arguments as for `importance_sampled_loglik`.
+    """
+    d, log_lik = _decode(log_likelihood, q_log_probs, num_samples, seed, chunk_size)
+    log_q = tf.reduce_sum(d * q_log_probs, axis=[-2, -1])  # [S, B]
+    log_p = _log_prior(d, q_log_probs, prior_log_probs)
+    if prior_log_probs is None:
+        k = q_log_probs.shape[-1]
+        prior_log_probs = tf.fill(tf.shape(q_log_probs), -tf.math.log(tf.cast(k, d.dtype)))
+    return {
+        "loglik": log_mean_exp(log_lik + log_p - log_q, axis=0),
+        "loglik_original_formula": log_mean_exp(log_lik, axis=0)
+        - categorical_kl(q_log_probs, prior_log_probs),
+    }
+
+
 def importance_sampled_loglik(
     log_likelihood: Callable[[tf.Tensor], tf.Tensor],
     q_log_probs: tf.Tensor,
@@ -74,17 +117,9 @@ def importance_sampled_loglik(
       seed: stateless seed (shape [2] ints).
       chunk_size: latents decoded at a time (bounds memory for large S).
     """
-    d = _sample_one_hot(q_log_probs, num_samples, seed)
-    log_q = tf.reduce_sum(d * q_log_probs, axis=[-2, -1])  # [S, B]
-    if prior_log_probs is None:
-        v, k = q_log_probs.shape[-2], q_log_probs.shape[-1]
-        log_p = tf.fill(tf.shape(log_q), tf.constant(uniform_log_prior(v, k), log_q.dtype))
-    else:
-        log_p = tf.reduce_sum(d * prior_log_probs, axis=[-2, -1])
-    log_lik = tf.concat(
-        [log_likelihood(d[i : i + chunk_size]) for i in range(0, num_samples, chunk_size)], 0
-    )
-    return log_mean_exp(log_lik + log_p - log_q, axis=0)
+    return loglik_estimates(
+        log_likelihood, q_log_probs, num_samples, prior_log_probs, seed, chunk_size
+    )["loglik"]
 
 
 def original_loglik(
@@ -100,13 +135,6 @@ def original_loglik(
     Not a bound on `log p(x)` (it can exceed it); reported only to compare with published numbers
     produced by that code.
     """
-    d = _sample_one_hot(q_log_probs, num_samples, seed)
-    log_lik = tf.concat(
-        [log_likelihood(d[i : i + chunk_size]) for i in range(0, num_samples, chunk_size)], 0
-    )
-    if prior_log_probs is None:
-        k = q_log_probs.shape[-1]
-        prior_log_probs = tf.fill(
-            tf.shape(q_log_probs), -tf.math.log(tf.cast(k, q_log_probs.dtype))
-        )
-    return log_mean_exp(log_lik, axis=0) - categorical_kl(q_log_probs, prior_log_probs)
+    return loglik_estimates(
+        log_likelihood, q_log_probs, num_samples, prior_log_probs, seed, chunk_size
+    )["loglik_original_formula"]
