@@ -15,13 +15,14 @@ from tensorflow_probability.python.internal import (
 )
 
 from igr_tf._checks import as_parameter, cast_like, check_positive, simplex_assertions
+from igr_tf.bijectors._simplex_shape import OntoSimplexShape
 
 tfb = tfp.bijectors
 
 __all__ = ["SoftmaxPlusPlus"]
 
 
-class SoftmaxPlusPlus(tfb.AutoCompositeTensorBijector):
+class SoftmaxPlusPlus(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
     """Maps `R^{K-1}` onto the open `K`-simplex with a temperature and a fixed last logit.
 
     ```none
@@ -112,23 +113,6 @@ class SoftmaxPlusPlus(tfb.AutoCompositeTensorBijector):
     @classmethod
     def _is_increasing(cls):
         return False
-
-    # Event shapes: [..., K-1] <-> [..., K].
-    def _forward_event_shape(self, input_shape):
-        if input_shape[-1] is None:
-            return input_shape
-        return input_shape[:-1].concatenate([input_shape[-1] + 1])
-
-    def _forward_event_shape_tensor(self, input_shape):
-        return ps.concat([input_shape[:-1], [input_shape[-1] + 1]], axis=0)
-
-    def _inverse_event_shape(self, output_shape):
-        if output_shape[-1] is None:
-            return output_shape
-        return output_shape[:-1].concatenate([output_shape[-1] - 1])
-
-    def _inverse_event_shape_tensor(self, output_shape):
-        return ps.concat([output_shape[:-1], [output_shape[-1] - 1]], axis=0)
 
     def _logits(self, x):
         """[x/τ, log δ]: the K logits whose softmax is the output."""

@@ -8,13 +8,14 @@ from tensorflow_probability.python.internal import assert_util
 from tensorflow_probability.python.internal import prefer_static as ps
 
 from igr_tf._checks import simplex_assertions
+from igr_tf.bijectors._simplex_shape import OntoSimplexShape
 
 tfb = tfp.bijectors
 
 __all__ = ["StickBreaking", "LogitStickBreaking"]
 
 
-class StickBreaking(tfb.AutoCompositeTensorBijector):
+class StickBreaking(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
     """Breaks a unit stick: maps `(0, 1)^{K-1}` onto the open `K`-simplex.
 
     ```none
@@ -57,22 +58,6 @@ class StickBreaking(tfb.AutoCompositeTensorBijector):
     @classmethod
     def _parameter_properties(cls, dtype):
         return dict()
-
-    def _forward_event_shape(self, input_shape):
-        if input_shape[-1] is None:
-            return input_shape
-        return input_shape[:-1].concatenate([input_shape[-1] + 1])
-
-    def _forward_event_shape_tensor(self, input_shape):
-        return ps.concat([input_shape[:-1], [input_shape[-1] + 1]], axis=0)
-
-    def _inverse_event_shape(self, output_shape):
-        if output_shape[-1] is None:
-            return output_shape
-        return output_shape[:-1].concatenate([output_shape[-1] - 1])
-
-    def _inverse_event_shape_tensor(self, output_shape):
-        return ps.concat([output_shape[:-1], [output_shape[-1] - 1]], axis=0)
 
     def _forward(self, v):
         with tf.control_dependencies(self._maybe_assert_valid_x(v)):
