@@ -1,0 +1,71 @@
+"""The experiment grid runner and the table script (no training: dry runs and written results)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+sys.path.insert(0, str(ROOT))
+
+import grid  # noqa: E402
+import table  # noqa: E402
+
+
+def test_every_grid_names_an_existing_config_and_known_flags():
+    import train
+
+    flags = set(vars(train.build_parser().parse_args([])))
+    for path in (ROOT / "experiments" / "grids").glob("*.json"):
+        _, spec = grid.load_grid(str(path))
+        assert (ROOT / "experiments" / "configs" / f"{spec['config']}.json").exists(), path
+        for run in grid.expand(spec):
+            assert set(run) <= flags, (path, set(run) - flags)
+
+
+def test_paper_vae_grid_is_the_spec_product():
+    _, spec = grid.load_grid("vae_paper")
+    assert len(grid.expand(spec)) == 4 * 7 * 3 * 2 * 5
+
+
+def test_dry_run_skips_finished_runs(tmp_path, capsys):
+    _, spec = grid.load_grid("vae_sample")
+    runs = grid.expand(spec)
+    finished = tmp_path / "vae_sample" / grid.run_name(runs[0])
+    finished.mkdir(parents=True)
+    (finished / "results.json").write_text("{}")
+    assert grid.main(["vae_sample", "--runs", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(runs)} runs: 1 already finished" in out
+    assert grid.run_name(runs[0]) not in out.split("runs:")[0]
+    assert out.count("train.py") == len(runs) - 1
+
+
+def test_unknown_grid_is_one_line_error():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "grid.py"), "nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "known grids" in proc.stderr
+
+
+def test_table_groups_seeds_with_mean_and_std(tmp_path):
+    values = {("igr_i", 1): -100.0, ("igr_i", 2): -102.0, ("gs", 1): -110.0}
+    for (dist, seed), loglik in values.items():
+        run = tmp_path / f"{dist}-{seed}"
+        run.mkdir()
+        flags = {"task": "vae", "dist": dist, "seed": seed, "dataset": "mnist_sample"}
+        metrics = {
+            "test_elbo": loglik - 5,
+            "test_loglik": loglik,
+            "test_loglik_original_formula": loglik + 1,
+        }
+        (run / "results.json").write_text(json.dumps({"flags": flags, "metrics": metrics}))
+    text = table.table(table.collect(tmp_path))
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
+    assert set(rows) == {"igr_i", "gs"}
+    assert "-101.00 ± 1.41" in rows["igr_i"]  # mean and sample std of -100, -102
+    assert "| 2 |" in rows["igr_i"] and "| 1 |" in rows["gs"]
