@@ -141,3 +141,23 @@ def machine_line() -> str:
         f"tensorflow {v['tensorflow']}, tfp {v['tensorflow_probability']}, keras {v['keras']}, "
         f"numpy {v['numpy']}, igr_tf {v['igr_tf']}; TF threads intra={intra}, inter={inter}"
     )
+
+
+def report(description: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """The printed report: machine line, what was measured, the table."""
+    return "\n".join(
+        [f"Machine: {machine_line()}", "", description, "", markdown_table(header, rows)]
+    )
+
+
+def main(run, doc: str, argv=None) -> str:
+    """Shared command line of the benchmark scripts: parse, pin threads, run, print the table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    table = run(args.quick, args.rounds, args.calls)
+    print(table)
+    return table

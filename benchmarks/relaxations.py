@@ -13,7 +13,6 @@ timed with jit_compile=False and True, contenders interleaved round by round (se
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import _common
@@ -80,27 +79,16 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
                     target,
                 ]
             )
-    return "\n".join(
-        [
-            f"Machine: {_common.machine_line()}",
-            "",
-            f"Sample + KL + gradient step, V=20, K=10, batch 100, float32; "
-            f"{rounds} interleaved rounds × {calls} calls; medians, ratios are medians of "
-            f"per-round ratios [25th, 75th percentile].",
-            "",
-            _common.markdown_table(header, rows),
-        ]
+    description = (
+        f"Sample + KL + gradient step, V=20, K=10, batch 100, float32; "
+        f"{rounds} interleaved rounds × {calls} calls; medians, ratios are medians of "
+        f"per-round ratios [25th, 75th percentile]."
     )
+    return _common.report(description, header, rows)
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _common.add_common_args(parser)
-    args = parser.parse_args(argv)
-    _common.set_threads(args.threads)
-    table = run(args.quick, args.rounds, args.calls)
-    print(table)
-    return table
+    return _common.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ encoder outputs are random too): the timings hold, the KL values mean nothing.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import _common
@@ -134,28 +133,17 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
             xla_cpu, _ = results[True]
             row += [f"{xla_cpu[k]['us'] / 1e3:.2f}", _common.fmt_ratio(xla_cpu[k])]
         rows.append(row)
-    return "\n".join(
-        [
-            f"Machine: {_common.machine_line()}",
-            "",
-            f"IGR-SB adaptive (threshold {THRESHOLD}), sample + KL + gradient step, V=20, "
-            f"batch 100, float32, N(0, 1) prior per stick (see the docstring); {rounds} "
-            f"interleaved rounds × {calls} calls; ratios are medians of per-round ratios "
-            f"[25th, 75th percentile]; memory from TF's CPU allocator stats.",
-            "",
-            _common.markdown_table(header, rows),
-        ]
+    description = (
+        f"IGR-SB adaptive (threshold {THRESHOLD}), sample + KL + gradient step, V=20, "
+        f"batch 100, float32, N(0, 1) prior per stick (see the docstring); {rounds} "
+        f"interleaved rounds × {calls} calls; ratios are medians of per-round ratios "
+        f"[25th, 75th percentile]; memory from TF's CPU allocator stats."
     )
+    return _common.report(description, header, rows)
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _common.add_common_args(parser)
-    args = parser.parse_args(argv)
-    _common.set_threads(args.threads)
-    table = run(args.quick, args.rounds, args.calls)
-    print(table)
-    return table
+    return _common.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ with the same flag); contenders interleaved round by round (see _common).
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import _common
@@ -156,28 +155,17 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
                     ),
                 ]
             )
-    return "\n".join(
-        [
-            f"Machine: {_common.machine_line()}",
-            "",
-            f"DiscreteVAE train_step, nonlinear arch, batch {BATCH}, V={NUM_VARS}, "
-            f"K={NUM_CATEGORIES}, Adam, fixed mnist_sample batch; ae = same network with a "
-            f"deterministic softmax bottleneck; {rounds} interleaved rounds × {calls} calls; "
-            f"ratios are medians of per-round ratios [25th, 75th percentile].",
-            "",
-            _common.markdown_table(header, rows),
-        ]
+    description = (
+        f"DiscreteVAE train_step, nonlinear arch, batch {BATCH}, V={NUM_VARS}, "
+        f"K={NUM_CATEGORIES}, Adam, fixed mnist_sample batch; ae = same network with a "
+        f"deterministic softmax bottleneck; {rounds} interleaved rounds × {calls} calls; "
+        f"ratios are medians of per-round ratios [25th, 75th percentile]."
     )
+    return _common.report(description, header, rows)
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _common.add_common_args(parser)
-    args = parser.parse_args(argv)
-    _common.set_threads(args.threads)
-    table = run(args.quick, args.rounds, args.calls)
-    print(table)
-    return table
+    return _common.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":
