@@ -30,6 +30,7 @@ from tensorflow_probability.python.internal import tensor_util
 
 from igr_tf import categorical
 from igr_tf._checks import check_num_categories, check_positive
+from igr_tf.bijectors import LogitStickBreaking
 from igr_tf.distributions import igr
 from igr_tf.distributions.kl import exp_concrete_log_prob, gaussian_kl, gaussian_log_prob
 
@@ -238,9 +239,15 @@ class _IGR(Relaxation):
     def map(self, weights=None) -> tfb.Bijector:
         return tfb.Identity()
 
-    @abc.abstractmethod
     def prior_loc_scale(self, dtype) -> tuple[tf.Tensor, tf.Tensor]:
-        """Prior Gaussian (loc0, scale0), each `[K-1]`, making the induced categorical uniform."""
+        """Prior Gaussian (loc0, scale0), each `[K-1]`, making the induced categorical uniform.
+
+        The default is IGR-I's closed form (equal coordinates; also IGR-Planar's prior, which has
+        no flow); IGR-SB overrides it with its fitted per-stick locations.
+        """
+        loc0 = categorical.uniform_prior_loc(self.num_categories, delta=self.delta, scale=1.0)
+        shape = [self.num_categories - 1]
+        return tf.fill(shape, tf.constant(loc0, dtype)), tf.ones(shape, dtype)
 
     def _prior_log_prob(self, z, lam, fldj, dtype, mask=1.0):
         # Prior with the same map h: log p(λ) = log N(h⁻¹(λ) = z; μ0, σ0) - log|det ∂h/∂z|.
@@ -309,11 +316,6 @@ class IGRI(_IGR):
     name = "igr_i"
     exact_categorical: ClassVar[bool] = True
 
-    def prior_loc_scale(self, dtype):
-        loc0 = categorical.uniform_prior_loc(self.num_categories, delta=self.delta, scale=1.0)
-        shape = [self.num_categories - 1]
-        return tf.fill(shape, tf.constant(loc0, dtype)), tf.ones(shape, dtype)
-
     def categorical_log_probs(self, params, weights=None, temperature=1.0, seed=None):
         loc, scale = self.loc_scale(params)
         # argmax ψ = argmax [z, τ log δ]: the threshold is δ^τ (just δ when δ = 1).
@@ -370,8 +372,6 @@ class IGRStickBreaking(_IGR):
         super().__init__(num_categories, **kwargs)
 
     def map(self, weights=None):
-        from igr_tf.bijectors import LogitStickBreaking
-
         return LogitStickBreaking()
 
     def prior_loc_scale(self, dtype):
@@ -453,11 +453,6 @@ class IGRPlanar(_IGR):
             [weights[f"planar_u{i}"] for i in r],
             [weights[f"planar_b{i}"] for i in r],
         )
-
-    def prior_loc_scale(self, dtype):
-        loc0 = categorical.uniform_prior_loc(self.num_categories, delta=self.delta, scale=1.0)
-        shape = [self.num_categories - 1]
-        return tf.fill(shape, tf.constant(loc0, dtype)), tf.ones(shape, dtype)
 
     def _prior_log_prob(self, z, lam, fldj, dtype, mask=1.0):
         loc0, scale0 = self.prior_loc_scale(dtype)
