@@ -13,12 +13,11 @@ import sys
 import time
 from typing import Any
 
+# The paper's temperatures (SPEC §5) have one home; igr_tf.paper imports no TensorFlow.
+from igr_tf.paper import APPROX_TEMPERATURE, VAE_TEMPERATURE
+
 TASKS = ("vae", "sop", "approx")
 RELAXATIONS = ("igr_i", "igr_sb", "igr_planar", "gs")
-# Temperatures recorded as cross-validated in the paper's VAE experiments (SPEC §5).
-VAE_TEMPERATURE = {"igr_i": 1.0, "igr_sb": 0.15, "igr_planar": 0.85, "gs": 1.0}
-# Discrete-distribution approximation: GS at 0.1, IGR at 0.01 (SPEC §5).
-APPROX_TEMPERATURE = {"igr_i": 0.01, "igr_sb": 0.01, "igr_planar": 0.01, "gs": 0.1}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

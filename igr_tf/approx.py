@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from igr_tf.distributions import relaxations
+from igr_tf.paper import APPROX_TEMPERATURE
 
 __all__ = [
     "DEFAULT_TEMPERATURES",
@@ -54,8 +55,8 @@ __all__ = [
     "total_variation",
 ]
 
-#: The SPEC's temperatures for this experiment.
-DEFAULT_TEMPERATURES: dict[str, float] = {"gs": 0.1, "igr_sb": 0.01}
+#: The paper's temperatures for this experiment (one home: `igr_tf.paper`).
+DEFAULT_TEMPERATURES: dict[str, float] = APPROX_TEMPERATURE
 
 
 def _normalize_log(log_weights: np.ndarray) -> np.ndarray:
@@ -166,7 +167,7 @@ def fit_approximation(
 
     Minimizes KL(target ‖ mean of `num_samples` relaxed samples) (see the module docstring)
     with Adam(`lr`) for `steps` steps, fresh samples every step. `temperature` defaults to
-    `DEFAULT_TEMPERATURES[relaxation_name]` (GS 0.1, IGR-SB 0.01), else 0.1. Deterministic given
+    `DEFAULT_TEMPERATURES[relaxation_name]` (GS 0.1, the IGR family 0.01). Deterministic given
     `seed` (stateless sampling; step t uses the seed pair (seed, t)).
 
     The step is a `tf.function`; `jit_compile=True` (XLA) works but on CPU it was slower, not
@@ -176,9 +177,9 @@ def fit_approximation(
     if target.ndim != 1 or target.size < 2 or np.any(target < 0) or target.sum() <= 0:
         raise ValueError("`target_pmf` must be a 1-D non-negative vector of ≥ 2 probabilities.")
     target = target / target.sum()
-    if temperature is None:
-        temperature = DEFAULT_TEMPERATURES.get(relaxation_name, 0.1)
     relaxation = relaxations.get(relaxation_name, target.size, **(relaxation_options or {}))
+    if temperature is None:
+        temperature = DEFAULT_TEMPERATURES[relaxation_name]
     tau = tf.constant(temperature, tf.float32)
     p = tf.constant(target, tf.float32)
     log_p = tf.math.log(tf.maximum(p, np.finfo(np.float32).tiny))
