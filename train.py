@@ -125,7 +125,9 @@ def build_parser():
     )
     v.add_argument("--stl", action="store_true", help="sticking-the-landing gradient")
     v.add_argument(
-        "--straight-through", action="store_true", help="one-hot forward, relaxed gradient"
+        "--hard",
+        action="store_true",
+        help="straight-through, as gumbel_softmax(hard=True): one-hot forward, relaxed gradient",
     )
     v.add_argument(
         "--sb-adaptive",
@@ -308,7 +310,7 @@ def run_vae(args, out: str) -> dict[str, Any]:
             likelihood=data.likelihood,
             num_samples=args.samples,
             relaxation_options=relaxation_options(args),
-            straight_through=args.straight_through,
+            hard=args.hard,
             seed=args.seed,
         )
         model.compile(optimizer=keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)

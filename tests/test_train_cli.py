@@ -394,8 +394,19 @@ def test_sop_trains_resumes_and_writes_results(data_file, tmp_path, capsys):
 def test_approx_fits_the_target_and_writes_results(tmp_path, capsys):
     out = str(tmp_path / "approx")
     run = run_main(
-        ["approx", "--target", "discrete", "--dist", "gs", "--epochs", "3",
-         "--mc-samples", "500", "--out", out],  # fmt: skip
+        [
+            "approx",
+            "--target",
+            "discrete",
+            "--dist",
+            "gs",
+            "--epochs",
+            "3",
+            "--mc-samples",
+            "500",
+            "--out",
+            out,
+        ],  # fmt: skip
         capsys,
     )
     assert run.returncode == 0, run.stderr

@@ -139,9 +139,7 @@ def test_bernoulli_log_likelihood_against_tfp(digits):
     z = tf.one_hot(np.random.default_rng(1).integers(0, 3, (4, 5)), 3)
     logits = model.decoder(z)
     expected = tfp.distributions.Bernoulli(logits=logits).log_prob(x.reshape(4, -1))
-    np.testing.assert_allclose(
-        model.log_likelihood(x, z), tf.reduce_sum(expected, -1), rtol=1e-5
-    )
+    np.testing.assert_allclose(model.log_likelihood(x, z), tf.reduce_sum(expected, -1), rtol=1e-5)
 
 
 def test_gaussian_likelihood_on_continuous_data(digits):
