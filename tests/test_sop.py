@@ -48,12 +48,12 @@ def test_shapes_every_architecture(relaxation: str, digits) -> None:
         h = model.to_params[0](
             model.hidden[0](split_halves(x)[0]) if nonlinear else split_halves(x)[0]
         )
-        hard = model.latents[0](h, hard=True)["sample"].numpy()
+        hard = model.latents[0](h, discrete=True)["sample"].numpy()
         soft = model.latents[0](h)["sample"].numpy()
         assert hard.shape == soft.shape == (4, 240)
         assert set(np.unique(hard)) <= {0.0, 1.0}
         assert soft.min() >= 0.0 and soft.max() <= 1.0
-        ll = model.sample_log_likelihoods(x, 3, hard=True)
+        ll = model.sample_log_likelihoods(x, 3, discrete=True)
         assert ll.shape == (3, 4) and np.all(ll.numpy() <= 0.0)
 
 

@@ -6,8 +6,8 @@ variable, with a static cap K (so the output keeps a fixed size, and it compiles
 
 ```none
 z ~ N(loc, diag(scale²)) on R^{K-1}
-log r_k = -Σ_{j≤k} softplus(z_j)                                          (stick left after k breaks)
-n = min(1 + #{k : 1 - r_k < t}, K - 1)                                    (sticks used, 1..K-1)
+log r_k = -Σ_{j≤k} softplus(z_j)                        (the stick left after k breaks)
+n = min(1 + #{k : 1 - r_k < t}, K - 1)                  (sticks used, 1..K-1)
 ℓ_k = log η_k = z_k + log r_k  (k ≤ n),   ℓ_{n+1} = log r_n,   ℓ_k = -∞  (k > n + 1)
 y = log ψ = log_softmax(ℓ / τ)                                           (ψ_k = 0 beyond n + 1)
 ```
