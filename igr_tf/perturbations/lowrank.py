@@ -72,6 +72,9 @@ __all__ = [
 ]
 
 
+_MAX_CHUNK_ELEMENTS = 2**24  # transfer-matrix messages held at once by one MAP batch
+
+
 class Bound(NamedTuple):
     """A Monte Carlo estimate of a bound on log Z and its standard error (delta method)."""
 
@@ -108,7 +111,7 @@ def unary_perturbed_map_values(
     """[num_samples, ...]: max_x {φ(x) + scale · Σ_i G_i(x_i)}, G_i(k) iid standard Gumbel.
 
     Clamped variables (`clamp` ≥ 0) are not perturbed. `scale` = 1 gives the upper-bound family,
-    1/n the lower-bound family.
+    1/n the lower-bound family. The MAP solves run in chunks of samples (bounded memory).
     """
     num_samples = check_positive_int(num_samples, "num_samples")
     seed = tfp.random.sanitize_seed(seed)
@@ -118,7 +121,15 @@ def unary_perturbed_map_values(
     if clamp is not None:
         free = tf.cast(tf.convert_to_tensor(clamp) < 0, model.dtype)[..., None]
         noise *= free
-    return model.map_value(noise, clamp=clamp)
+    states = model.num_states**model.height
+    chunk = max(1, _MAX_CHUNK_ELEMENTS // (states * states * max(1, int(np.prod(batch)))))
+    if num_samples <= chunk:
+        return model.map_value(noise, clamp=clamp)
+    parts = [
+        model.map_value(noise[start : start + chunk], clamp=clamp)
+        for start in range(0, num_samples, chunk)
+    ]
+    return tf.concat(parts, axis=0)
 
 
 def _alpha(alpha: float, lower: float) -> float:
