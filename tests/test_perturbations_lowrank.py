@@ -184,6 +184,23 @@ def test_sequential_sampler_reports_clipping_without_margin():
     assert out.clipped.numpy().any()
 
 
+def test_bounds_and_sampler_work_in_tf_function():
+    model = grid.ising_grid(3, 3, coupling=1.0, seed=1)
+    upper = tf.function(lambda s: lowrank.upper_bound(model, 0.5, num_samples=64, seed=s))
+    eager = lowrank.upper_bound(model, 0.5, num_samples=64, seed=[1, 2])
+    np.testing.assert_allclose(upper(tf.constant([1, 2])).estimate, eager.estimate, rtol=1e-6)
+    lower = tf.function(
+        lambda: lowrank.lower_bound(model, -1.0, num_samples=64, seed=[3, 3]).estimate,
+        jit_compile=True,
+    )
+    assert float(lower()) < float(model.log_partition())
+    sampler = tf.function(
+        lambda s: lowrank.sequential_sample(model, num_chains=50, num_samples=64, seed=s)
+    )
+    out = sampler(tf.constant([1, 2]))
+    assert out.samples.shape == (50, 3, 3) and out.accepted.dtype == tf.bool
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
