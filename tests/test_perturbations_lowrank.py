@@ -184,6 +184,16 @@ def test_sequential_sampler_reports_clipping_without_margin():
     assert out.clipped.numpy().any()
 
 
+def test_int_seeds_are_reproducible():
+    first, second = grid.ising_grid(3, 3, seed=4), grid.ising_grid(3, 3, seed=4)
+    np.testing.assert_array_equal(first.horizontal, second.horizontal)
+    assert not np.array_equal(first.unary, grid.ising_grid(3, 3, seed=5).unary)
+    np.testing.assert_array_equal(
+        lowrank.upper_bound(first, 0.3, num_samples=50, seed=7).estimate,
+        lowrank.upper_bound(second, 0.3, num_samples=50, seed=7).estimate,
+    )
+
+
 def test_bounds_and_sampler_work_in_tf_function():
     model = grid.ising_grid(3, 3, coupling=1.0, seed=1)
     upper = tf.function(lambda s: lowrank.upper_bound(model, 0.5, num_samples=64, seed=s))

@@ -46,6 +46,7 @@ __all__ = [
     "PerturbAndMap",
     "family",
     "perturb_and_map",
+    "stateless_seed",
     "uniform_noise",
 ]
 
@@ -148,11 +149,22 @@ def family(name: str | Family, alpha: float | None = None) -> Family:
     return Family(name, alpha)
 
 
+def stateless_seed(seed) -> tf.Tensor:
+    """A stateless seed pair: an int gives the same pair every time, a pair passes through.
+
+    (TFP's `sanitize_seed` turns an int into a pair with a stateful op, so the same int gives
+    different pairs on different calls in eager mode; `None` still means "fresh randomness".)
+    """
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return tf.constant([int(seed) % 2**31, 0x5EED], tf.int32)
+    return tfp.random.sanitize_seed(seed)
+
+
 def uniform_noise(shape, seed, dtype=tf.float32) -> tf.Tensor:
     """Stateless Uniform[tiny, 1) noise, the source of every family's perturbation."""
     tiny = np.finfo(np.dtype(tf.as_dtype(dtype).as_numpy_dtype)).tiny
     return tf.random.stateless_uniform(
-        shape, seed=tfp.random.sanitize_seed(seed), minval=tiny, maxval=1.0, dtype=dtype
+        shape, seed=stateless_seed(seed), minval=tiny, maxval=1.0, dtype=dtype
     )
 
 
@@ -170,7 +182,7 @@ def perturb_and_map(
       logits: log-potentials φ `[..., K]` (any offset: Z = Σ_k e^{φ_k} need not be 1).
       family_name: a name from `FAMILIES` or a `Family`.
       sample_shape: leading shape of independent draws.
-      seed: stateless seed (shape [2] ints, or an int).
+      seed: stateless seed (shape [2] ints, or an int: the same int gives the same draws).
       alpha: shape parameter of the weibull / frechet family.
 
     Returns:

@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from igr_tf._checks import check_num_categories, check_positive_int
+from igr_tf.perturbations.families import stateless_seed
 
 __all__ = [
     "GridModel",
@@ -203,7 +204,7 @@ def ising_grid(
     (attractive) or U[−coupling, coupling] (mixed): the paper's spin-glass family.
     """
     height, width = _check_grid(height, width, field, coupling)
-    seeds = tfp.random.split_seed(seed, n=3)
+    seeds = tfp.random.split_seed(stateless_seed(seed), n=3)
     spin = tf.constant([-1.0, 1.0], dtype)
     theta = _uniform([height, width, 1], -field, field, seeds[0], dtype)
     j_h = _couplings([height, width - 1, 1, 1], coupling, interaction, seeds[1], dtype)
@@ -226,7 +227,7 @@ def potts_grid(
     """A random Potts model: θ_i(k) ~ U[−field, field], J_ij(k, l) = J_ij · 1{k = l}."""
     height, width = _check_grid(height, width, field, coupling)
     k = check_num_categories(num_states, "num_states")
-    seeds = tfp.random.split_seed(seed, n=3)
+    seeds = tfp.random.split_seed(stateless_seed(seed), n=3)
     eye = tf.eye(k, dtype=dtype)
     theta = _uniform([height, width, k], -field, field, seeds[0], dtype)
     j_h = _couplings([height, width - 1, 1, 1], coupling, interaction, seeds[1], dtype)

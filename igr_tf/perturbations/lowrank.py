@@ -59,6 +59,7 @@ from igr_tf.perturbations.estimators import (
     log_mean_exp,
     log_z,
 )
+from igr_tf.perturbations.families import stateless_seed
 from igr_tf.perturbations.grid import GridModel
 
 __all__ = [
@@ -114,7 +115,7 @@ def unary_perturbed_map_values(
     1/n the lower-bound family. The MAP solves run in chunks of samples (bounded memory).
     """
     num_samples = check_positive_int(num_samples, "num_samples")
-    seed = tfp.random.sanitize_seed(seed)
+    seed = stateless_seed(seed)
     batch = [] if clamp is None else list(np.shape(clamp)[:-2])
     shape = [num_samples, *batch, model.height, model.width, model.num_states]
     noise = scale * _gumbel(shape, seed, model.dtype)
@@ -242,7 +243,7 @@ def sequential_sample(
         raise ValueError(
             f"The sequential sampler encodes prefixes in 62 bits: {n} variables are too many."
         )
-    seeds = tfp.random.split_seed(seed, n=n + 1)
+    seeds = tfp.random.split_seed(stateless_seed(seed), n=n + 1)
     noise = _gumbel([num_samples, h, w, k], seeds[0], model.dtype)
     dtype = model.dtype
 
