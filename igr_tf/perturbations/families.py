@@ -99,17 +99,6 @@ class Family:
         elif self.alpha is not None:
             raise ValueError(f"The {self.name} family takes no `alpha`; got {self.alpha!r}.")
 
-    @property
-    def paper_alpha(self) -> float:
-        """The paper's signed α: 0 Gumbel, 1 Exponential, α Weibull, −α Fréchet (Pareto: 1)."""
-        return {
-            "gumbel": 0.0,
-            "exponential": 1.0,
-            "pareto": 1.0,
-            "weibull": self.alpha,
-            "frechet": -self.alpha if self.alpha is not None else None,
-        }[self.name]
-
     def solve(self, logits: tf.Tensor, uniforms: tf.Tensor) -> PerturbAndMap:
         """Perturbs `logits` [..., K] with noise made from `uniforms` (same shape, in (0, 1))."""
         # log of standard exponential noise, log(-log U): finite for U in [tiny, 1).

@@ -248,8 +248,9 @@ class RelaxedFamily:
       log ψ, event shape [K] (batch `[..., V]`).
     - `sample(params, temperature, seed)`: one relaxed draw log ψ `[..., V, K]` (reparameterised).
     - `scores(params, temperature, seed)`: the tempered scores s/τ `[..., V, K]`; ψ =
-      softmax(scores), and one_hot(argmax scores) is the exact categorical draw (a registry's
-      "hard logits", times τ; straight-through uses it forward and ψ backward).
+      softmax(scores), and one_hot(argmax scores) is the exact categorical draw. A registry that
+      works with "hard logits" ℓ (ψ = softmax(ℓ/τ)) takes ℓ = τ · scores; straight-through uses
+      one_hot(argmax) forward and ψ backward.
     - `log_prob(params, temperature, log_psi)` or None where no density is available.
     - `categorical_log_probs(params) = log_softmax(params)`: the law of argmax ψ, exactly, for every
       family (perturb-and-MAP is exact), so a KL on the discrete variable is available to all.
