@@ -64,8 +64,8 @@ def low_rank_table(entries: list[dict]) -> str:
         lines.append(
             f"| {e['shape']} | {e['interaction']} | {e['coupling']:g} | {e['log_z']:.2f} "
             f"| {_pm(zero, 'upper_mse')} | {best['alpha']:g} | {_pm(best, 'upper_mse')} "
-            f"| {_pm(one, 'upper_mse')} | {zero['pooled_upper_gap']:.3f} "
-            f"| {best['pooled_upper_gap']:.3f} | {zero['acceptance']:.3f} "
+            f"| {_pm(one, 'upper_mse')} | {_pm(zero, 'pooled_upper_gap')} "
+            f"| {_pm(best, 'pooled_upper_gap')} | {zero['acceptance']:.3f} "
             f"| {best['acceptance']:.3f} | {zero['lower_gap']:.3f} "
             f"| {e['max_marginal_gap']:.3f} |"
         )

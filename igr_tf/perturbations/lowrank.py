@@ -54,6 +54,7 @@ import tensorflow_probability as tfp
 
 from igr_tf._checks import check_positive_int
 from igr_tf.perturbations.estimators import (
+    as_float_tensor,
     certainty_equivalent,
     log_gamma_ratio,
     log_mean_exp,
@@ -65,6 +66,7 @@ from igr_tf.perturbations.grid import GridModel
 __all__ = [
     "Bound",
     "SequentialSamples",
+    "log_mean_exp_standard_error",
     "lower_bound",
     "max_marginal_lower_bound",
     "sequential_sample",
@@ -140,8 +142,9 @@ def _alpha(alpha: float, lower: float) -> float:
     return alpha
 
 
-def _log_mean_exp_se(values: tf.Tensor, alpha: float) -> tf.Tensor:
+def log_mean_exp_standard_error(values, alpha: float) -> tf.Tensor:
     """Delta-method standard error of −(1/α) log mean e^{-α v} (sd(v)/√M at α = 0), axis 0."""
+    values = as_float_tensor(values)
     m = tf.cast(tf.shape(values)[0], values.dtype)
     if alpha == 0:
         return tf.math.reduce_std(values, axis=0) / tf.sqrt(m)
@@ -163,7 +166,7 @@ def upper_bound(model: GridModel, alpha: float = 0.0, *, num_samples: int = 1000
     alpha = _alpha(alpha, -1.0)
     y = unary_perturbed_map_values(model, num_samples, seed=seed)
     estimate = log_z(y, alpha, num_variables=model.num_variables)
-    return Bound(estimate, _log_mean_exp_se(y, alpha))
+    return Bound(estimate, log_mean_exp_standard_error(y, alpha))
 
 
 def lower_bound(model: GridModel, alpha: float = 0.0, *, num_samples: int = 1000, seed=0) -> Bound:
@@ -173,7 +176,7 @@ def lower_bound(model: GridModel, alpha: float = 0.0, *, num_samples: int = 1000
     y = unary_perturbed_map_values(model, num_samples, seed=seed, scale=1.0 / n)
     # (n/α) log Γ(1 + α/n) = log Γ(1+β)/β with β = α/n; −γ at α = 0.
     estimate = log_gamma_ratio(alpha / n) + certainty_equivalent(y, alpha)
-    return Bound(estimate, _log_mean_exp_se(y, alpha))
+    return Bound(estimate, log_mean_exp_standard_error(y, alpha))
 
 
 def max_marginal_lower_bound(model: GridModel) -> tf.Tensor:
