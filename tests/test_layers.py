@@ -137,6 +137,25 @@ def test_layer_sample_kl_and_outcome_equal_the_independent_route(name, options, 
         np.testing.assert_allclose(out["N"], n.mean(-1), rtol=1e-6)
 
 
+@pytest.mark.parametrize("name,options", CASES, ids=lambda c: str(c))
+def test_layer_samples_have_finite_density_under_the_relaxations_own_distribution(name, options):
+    """The issue's case: adaptive IGR-SB's layer samples had a non-finite log_prob (80-90%)
+    under `distribution()`, which ignored the truncation."""
+    layer = DiscreteLatent(name, 5, 6, 0.5, relaxation_options=options, seed=8)
+    x = inputs_for(layer, 40, seed=3, std=2.0)
+    layer.build(x.shape)
+    params = x.reshape(40, 5, -1)
+    psi = layer(x)["sample"]
+    if options:
+        assert np.any(psi.numpy() == 0.0)  # the cut is visible
+    q = layer.relaxation.distribution(params, 0.5, layer.flow_weights)
+    assert np.all(np.isfinite(q.log_prob(psi)))
+    # In log space, down to τ = 0.01, on the draws themselves.
+    draw = layer.relaxation.draw(params, 0.01, layer.flow_weights, seed=(1, 2))
+    q = layer.relaxation.distribution(params, 0.01, layer.flow_weights, log_space=True)
+    assert np.all(np.isfinite(q.log_prob(tf.constant(draw.log_sample.numpy()))))
+
+
 def test_layer_kl_is_tfp_kl_of_its_distributions():
     """The layer's closed-form KL is `tfd.kl_divergence` of the relaxation's own TFP objects."""
     layer = DiscreteLatent("igr_i", 4, 5, 0.3, seed=1)

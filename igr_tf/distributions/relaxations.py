@@ -207,7 +207,7 @@ class Relaxation(abc.ABC):
         """Checks and returns encoder outputs shaped `[..., V, num_params]`."""
         # Variables stay references, so a distribution built from them outside a GradientTape
         # still differentiates with respect to them.
-        params = tensor_util.convert_nonref_to_tensor(params, dtype_hint=tf.float32)
+        params = tensor_util.convert_nonref_to_tensor(params)  # float64 numpy stays float64
         if not params.dtype.is_floating:
             raise TypeError(
                 f"{self.name}: encoder outputs must be floating point; got {params.dtype.name} "
