@@ -186,6 +186,12 @@ class Relaxation(abc.ABC):
     def draw(self, params, temperature, weights=None, seed=None) -> Draw:
         """One reparameterised draw: `y ~ q` in log space, the KL to the prior, diagnostics."""
         check_positive(temperature, "temperature")
+        if weights:
+            # Read each weight once: every use then shares one tensor, and the graph optimizer
+            # merges the recomputations TFP makes of functions of it (a planar flow's
+            # constrained parameters, in forward and in log-det); a variable read per use would
+            # not be merged.
+            weights = {k: tf.convert_to_tensor(v) for k, v in weights.items()}
         q, p = self.distributions(params, temperature, weights, log_space=True)
         y = q.sample(seed=_as_seed(seed))
         return Draw(log_sample=y, kl=self._kl(q, p, y), metrics=self._metrics(q, y))
