@@ -433,7 +433,7 @@ def add_cbm_arguments(p) -> None:
     c.add_argument(
         "--soft-selection",
         action="store_true",
-        help="gumbel/igr: train on relaxed selections (default straight-through, exactly sparse)",
+        help="gumbel/igr: train on relaxed selections instead of straight-through (exactly 0/1)",
     )
     c.add_argument("--inference", default="mode", choices=("mode", "sample"), help="gumbel/igr")
     for flag, what in (
