@@ -102,7 +102,6 @@ def test_presence_probabilities_match_monte_carlo(relaxation, presence):
         )
         hits = 1 - np.prod(1 - hard.numpy()[..., :-1], axis=-2)
     elif relaxation == "gs":
-        g = tf.random.stateless_gumbel if hasattr(tf.random, "stateless_gumbel") else None
         u = tf.random.stateless_uniform([n, *raw.shape], seed, dtype=tf.float64).numpy()
         g = -np.log(-np.log(u))
         score = raw + g
