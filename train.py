@@ -1,4 +1,4 @@
-"""Train IGR / Gumbel-Softmax models: `python train.py [vae|sop|approx] [flags]`.
+"""Train IGR / Gumbel-Softmax models: `python train.py [vae|sop|approx|cbm] [flags]`.
 
 Parses flags, builds data and model, fits with resumable checkpoints, evaluates, writes
 `OUT/results.json` and TensorBoard logs. With no arguments it trains an IGR-I VAE on the packaged
@@ -16,7 +16,7 @@ from typing import Any
 # The paper's temperatures (SPEC §5) have one home; igr_tf.paper imports no TensorFlow.
 from igr_tf.paper import APPROX_TEMPERATURE, VAE_TEMPERATURE
 
-TASKS = ("vae", "sop", "approx")
+TASKS = ("vae", "sop", "approx", "cbm")
 RELAXATIONS = ("igr_i", "igr_sb", "igr_planar", "gs")
 
 
@@ -78,7 +78,7 @@ def build_parser():
         "--lr",
         type=float,
         default=None,
-        help="Adam learning rate (default 1e-3; approx 1e-2 as in the paper)",
+        help="Adam learning rate (default 1e-3; approx 1e-2 as in the paper; cbm 1e-2)",
     )
     g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and shuffling")
     g.add_argument("--out", default=None, help="output directory (default runs/<task>_<dist>_...)")
@@ -154,6 +154,7 @@ def build_parser():
     )
     a.add_argument("--successes", type=float, default=50.0, help="negbinomial r")
     a.add_argument("--mc-samples", type=int, default=10_000, help="relaxed samples per step")
+    add_cbm_arguments(p)
     return p
 
 
@@ -200,7 +201,7 @@ def check_args(p, args) -> None:
     if args.temperature is not None and not args.temperature > 0:
         p.error(f"--temperature must be > 0; got {args.temperature}")
     if args.lr is None:
-        args.lr = 1e-2 if args.task == "approx" else 1e-3
+        args.lr = 1e-2 if args.task in ("approx", "cbm") else 1e-3
     if not args.lr > 0:
         p.error(f"--lr must be > 0; got {args.lr}")
     if not 0 < args.sb_threshold <= 1:
@@ -411,7 +412,125 @@ def run_approx(args, out: str) -> dict[str, Any]:
     }
 
 
-RUNNERS = {"vae": run_vae, "sop": run_sop, "approx": run_approx}
+# --- cbm: sparse concept bottleneck models (igr_tf.concepts, models/cbm.py) ----------------------
+# The modes of igr_tf.concepts.MODES, written out so that --help imports no TensorFlow.
+CBM_MODES = ("l1", "contrastive", "gumbel", "igr")
+
+
+def add_cbm_arguments(p) -> None:
+    c = p.add_argument_group("cbm")
+    c.add_argument("--mode", default="gumbel", choices=CBM_MODES, help="concept bottleneck mode")
+    c.add_argument(
+        "--num-slots",
+        type=int,
+        default=None,
+        help="gumbel/igr: concepts selectable per image (default: the table's most per class)",
+    )
+    c.add_argument(
+        "--presence",
+        default="pairwise",
+        choices=("pairwise", "exact"),
+        help="gumbel/igr: concept-presence probability of the concept loss",
+    )
+    c.add_argument(
+        "--soft-selection",
+        action="store_true",
+        help="gumbel/igr: train on relaxed selections instead of straight-through (exactly 0/1)",
+    )
+    c.add_argument("--inference", default="mode", choices=("mode", "sample"), help="gumbel/igr")
+    for flag, what in (
+        ("--concept-weight", "weight of the concept BCE"),
+        ("--l1-weight", "l1: weight of the mean activation"),
+        ("--contrastive-weight", "contrastive: weight of the InfoNCE loss"),
+        ("--contrastive-temperature", "contrastive: InfoNCE temperature"),
+    ):
+        c.add_argument(
+            flag,
+            type=float,
+            default=None,
+            help=f"{what} (default: see DEFAULT_WEIGHTS in models/cbm.py)",
+        )
+    c.add_argument("--encoder-epochs", type=int, default=5, help="image encoder pre-training")
+    c.add_argument("--embedding-dim", type=int, default=64, help="image encoder output size")
+
+
+def run_cbm(args, out: str) -> dict[str, Any]:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from igr_tf import concepts, datasets
+    from models import cbm
+
+    if args.data_file or args.dataset != "mnist_sample":
+        raise ValueError("cbm: only --dataset mnist_sample (it has labels) is supported.")
+    if args.num_slots is not None and args.num_slots < 1:
+        raise ValueError(f"--num-slots must be ≥ 1; got {args.num_slots}")
+    data = cbm.load_labelled_mnist_sample()
+    table = concepts.DIGIT_CONCEPTS
+    with args.strategy_obj.scope():
+        encoder, classifier = cbm.pretrain_encoder(
+            data.x_train,
+            data.y_train,
+            embedding_dim=args.embedding_dim,
+            epochs=args.encoder_epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    reference = classifier.evaluate(data.x_test, data.y_test, verbose=0, return_dict=True)
+    tau = args.temperature or concepts.DEFAULT_TEMPERATURE
+    weights = cbm.DEFAULT_WEIGHTS
+    train = datasets.pipeline(
+        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train)),
+        args.batch_size,
+        seed=args.seed,
+    )
+    test = datasets.pipeline(
+        tf.data.Dataset.from_tensor_slices((data.x_test, data.y_test)),
+        args.batch_size,
+        shuffle=False,
+    )
+    with args.strategy_obj.scope():
+        model = cbm.ConceptBottleneckModel(
+            table,
+            args.mode,
+            input_shape=data.x_train.shape[1:],
+            encoder=encoder,
+            temperature=tau,
+            num_slots=args.num_slots,
+            hard=not args.soft_selection,
+            inference=args.inference,
+            presence=args.presence,
+            seed=args.seed,
+            **{k: v if getattr(args, k) is None else getattr(args, k) for k, v in weights.items()},
+        )
+        model.compile(optimizer=keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
+    info = fit(model, train, test, args, out)
+    result = model.evaluate(test, verbose=0, return_dict=True)
+    metrics = {f"test_{k}": float(v) for k, v in result.items()}
+    metrics.update(
+        test_active_concepts=metrics["test_sparsity"] * len(table.concept_names),
+        encoder_test_accuracy=float(reference["accuracy"]),
+        temperature=tau,
+        num_slots=model.bottleneck.num_slots,
+    )
+    shown = data.x_test[:: len(data.x_test) // 10][:10]
+    activations = model.concepts(shown, training=False)["concepts"].numpy()
+    predicted = np.argmax(model(shown, training=False).numpy(), axis=-1)
+    examples = [
+        {"label": int(y), "predicted": int(p), "concepts": [n for n, _ in top]}
+        for y, p, top in zip(
+            data.y_test[:: len(data.x_test) // 10][:10],
+            predicted,
+            concepts.top_concepts(activations, table.concept_names, k=7),
+            strict=True,
+        )
+    ]
+    model.save(os.path.join(out, "model.keras"))
+    return {"metrics": metrics, "examples": examples, **info}
+
+
+RUNNERS = {"vae": run_vae, "sop": run_sop, "approx": run_approx, "cbm": run_cbm}
 
 
 def main(argv: list[str] | None = None) -> int:
