@@ -64,9 +64,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from igr_tf import categorical
 from igr_tf._checks import check_positive_int, positive_float
-from igr_tf.distributions import igr_i
+from igr_tf.bijectors import SoftmaxPlusPlus
+from igr_tf.distributions import relaxations
+from igr_tf.functional import relaxed_one_hot
 
 tfd = tfp.distributions
 
@@ -100,11 +101,7 @@ PRESENCE: tuple[str, ...] = ("pairwise", "exact")
 _RELAXATION = {"gumbel": "gs", "igr": "igr_i"}
 #: Default relaxation temperature of the slot modes (the Sparse-CBM code's default τ = 1).
 DEFAULT_TEMPERATURE = 1.0
-#: IGR parameters: scale = softplus(raw) + this floor (the relaxation registry's convention).
-_MIN_SCALE = 1e-4
 _SOFTPLUS_INV_ONE = float(np.log(np.expm1(1.0)))
-#: Tanh-sinh nodes of IGR-I's induced categorical in the concept-presence probabilities.
-_PMF_NODES = 16
 #: Below this total (in log space) the union's probability is computed from its first-order sum.
 _SMALL_LOG_ABSENCE = -1e-6
 
@@ -217,56 +214,31 @@ DIGIT_CONCEPTS: ConceptTable = _digit_table()
 # Relaxation calls: the only place that builds relaxed samples (adapt here to the package API).
 
 
-def relaxed_one_hot(params, temperature, relaxation: str = "igr_i", hard: bool = False, seed=None):
-    """Relaxed one-hot samples ``[..., V, K]`` from parameters ``[..., V, P]``.
-
-    ``relaxation="gs"``: ``P = K`` logits, ``ψ = softmax((logits + g)/τ)`` (TFP's
-    ``ExpRelaxedOneHotCategorical``, drawn in log space). ``"igr_i"``: ``P = 2(K-1)``, the
-    locations and raw scales (``σ = softplus(raw) + 1e-4``), ``ψ = softmax([z/τ, 0])``,
-    ``z ~ N(loc, σ²)``. ``hard=True`` is straight-through: the value is exactly
-    ``one_hot(argmax ψ)``, the gradient is ψ's. ``seed``: a stateless seed (shape [2] ints).
-    """
-    params = tf.convert_to_tensor(params)
-    tau = tf.cast(temperature, params.dtype)
-    if relaxation == "gs":
-        log_psi = tfd.ExpRelaxedOneHotCategorical(tau, logits=params).sample(seed=seed)
-        psi = tf.exp(log_psi)
-    elif relaxation == "igr_i":
-        loc, raw = tf.split(params, 2, axis=-1)
-        psi = igr_i(loc, tf.math.softplus(raw) + _MIN_SCALE, tau).sample(seed=seed)
-        log_psi = psi  # argmax only
-    else:
-        raise ValueError(f"`relaxation` must be 'gs' or 'igr_i'; got {relaxation!r}.")
-    if not hard:
-        return psi
-    one_hot = tf.one_hot(tf.argmax(log_psi, axis=-1), tf.shape(psi)[-1], dtype=psi.dtype)
-    # ψ − sg(ψ) is exactly 0 in value, so the forward value is exactly one-hot.
-    return one_hot + (psi - tf.stop_gradient(psi))
+def _relaxation(params, relaxation: str) -> relaxations.Relaxation:
+    k = relaxations.get_class(relaxation).num_categories_for(int(params.shape[-1]))
+    return relaxations.get(relaxation, k)
 
 
 def noise_free_one_hot(params, relaxation: str) -> tf.Tensor:
-    """``one_hot(argmax)`` of the noise-free logits: ``params`` (GS) or ``[loc, 0]`` (IGR-I)."""
+    """``one_hot(argmax)`` of the noise-free hard logits: ``params`` (GS) or, for IGR-I, the
+    softmax++ hard logits at the location, ``[loc, 0]``."""
     params = tf.convert_to_tensor(params)
-    logits = params if relaxation == "gs" else _igr_logits_at_loc(params)
+    if relaxation == "gs":
+        logits = params
+    else:
+        loc, _ = _relaxation(params, relaxation).loc_scale(params)
+        logits = SoftmaxPlusPlus(1.0).hard_logits(loc)
     return tf.one_hot(tf.argmax(logits, axis=-1), tf.shape(logits)[-1], dtype=params.dtype)
 
 
 def categorical_log_pmf(params, relaxation: str) -> tf.Tensor:
     """Log pmf ``[..., V, K]`` of the categorical a slot induces (the law of ``argmax ψ``).
 
-    GS: ``log_softmax(logits)``; IGR-I: exact, by quadrature (``igr_i_log_pmf``).
+    The relaxation's own `categorical_log_probs`: GS ``log_softmax(logits)``; IGR-I exact, by
+    quadrature (``igr_i_log_pmf``).
     """
     params = tf.convert_to_tensor(params)
-    if relaxation == "gs":
-        return tf.nn.log_softmax(params, axis=-1)
-    loc, raw = tf.split(params, 2, axis=-1)
-    scale = tf.math.softplus(raw) + _MIN_SCALE
-    return categorical.igr_i_log_pmf(loc, scale, num_nodes=_PMF_NODES)
-
-
-def _igr_logits_at_loc(params: tf.Tensor) -> tf.Tensor:
-    loc, _ = tf.split(params, 2, axis=-1)
-    return tf.concat([loc, tf.zeros_like(loc[..., :1])], axis=-1)
+    return _relaxation(params, relaxation).categorical_log_probs(params)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,8 +270,8 @@ def slot_presence_log_probs(params, relaxation: str, presence: str = "pairwise")
     if relaxation == "gs":
         margin = params[..., :-1] - params[..., -1:]  # logistic difference of Gumbels
         return tf.math.log_sigmoid(margin), tf.math.log_sigmoid(-margin)
-    loc, raw = tf.split(params, 2, axis=-1)
-    ratio = loc / (tf.math.softplus(raw) + _MIN_SCALE)
+    loc, scale = _relaxation(params, relaxation).loc_scale(params)
+    ratio = loc / scale
     std_normal = tfd.Normal(tf.zeros([], ratio.dtype), tf.ones([], ratio.dtype))
     return std_normal.log_cdf(ratio), std_normal.log_survival_function(ratio)
 
