@@ -271,7 +271,7 @@ def test_inverted_softmax_centered_passes():
 def test_elementwise_bijectors_pass(dtype):
     rng = np.random.default_rng(2)
     x = (3.0 * rng.normal(size=(4, 3))).astype(dtype)
-    check_bijector(tfb.Softplus(), x, event_ndims=0, modes=("eager",))
+    check_bijector(tfb.Softplus(), x, event_ndims=0, modes=("eager", "graph"))
     check_bijector(tfb.Exp(), x, event_ndims=1, modes=("eager",))
 
 
