@@ -35,6 +35,7 @@ from bijector_harness import (  # noqa: E402
     fresh,
 )
 
+from igr_tf import distributions as igrd
 from igr_tf.bijectors import (  # noqa: E402
     LogitStickBreaking,
     Planar,
@@ -235,13 +236,6 @@ def test_igr_chains_harness(dtype, family):
     check_bijector(igr_maps(dtype, k, v)[family], x, y, convention=EMBEDDED, modes=modes, **t)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SoftmaxPlusPlus keeps Python-float parameters dtype-agnostic, but TFP's batch "
-    "slicing converts them to float32 tensors: slicing a batched chain containing it (or an IGR "
-    "distribution, igr_i(loc64, scale64, 0.5)[0].log_prob) rejects float64 input, and with a "
-    "float64 tensor temperature and the default delta=1.0 slicing itself raises a TypeError.",
-)
 def test_batch_slicing_a_chain_keeps_float64():
     rng = np.random.default_rng(31)
     flow = Planar(*planar_params("random", np.float64, rng, v=3, d=2))
@@ -251,6 +245,11 @@ def test_batch_slicing_a_chain_keeps_float64():
         member = chain[1]
         want = chain.forward(fresh(x))[1]
         np.testing.assert_allclose(member.forward(fresh(x[1])), want, rtol=1e-12)
+    # And the distribution case: a float64 IGR-I with a Python-float temperature.
+    loc, scale = rng.normal(size=(3, 2)), np.exp(rng.normal(size=(3, 2)))
+    q = igrd.igr_i(loc, scale, 0.5)
+    psi = q.sample(seed=(1, 2)).numpy()
+    np.testing.assert_allclose(q[1].log_prob(fresh(psi[1])), q.log_prob(fresh(psi))[1], rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -55,10 +55,12 @@ class _SoftmaxPlusPlusBase(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
     def _parameter_properties(cls, dtype):
         return dict(
             temperature=parameter_properties.ParameterProperties(
-                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED
+                event_ndims=_scalar_event_ndims("_temperature"),
+                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
             ),
             delta=parameter_properties.ParameterProperties(
-                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED
+                event_ndims=_scalar_event_ndims("_delta"),
+                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
             ),
         )
 
@@ -85,8 +87,8 @@ class _SoftmaxPlusPlusBase(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
     def logits(self, x) -> tf.Tensor:
         """`[x/τ, log δ]` `[..., K]`: `softmax` of these is ψ, `log_softmax` is log ψ."""
         x = tf.convert_to_tensor(x, dtype_hint=self.dtype)
-        last = tf.broadcast_to(self._log_delta(x), ps.concat([ps.shape(x)[:-1], [1]], axis=0))
-        return tf.concat([x / self._tau(x), last], axis=-1)
+        scaled = x / self._tau(x)  # broadcasts x against batched parameters
+        return tf.concat([scaled, self._last_like(scaled, self._log_delta(x))], axis=-1)
 
     def hard_logits(self, x) -> tf.Tensor:
         """The hard logits `ℓ = [x, τ log δ]` `[..., K]` of the relaxed sample ψ = forward(x).
@@ -97,10 +99,12 @@ class _SoftmaxPlusPlusBase(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
         """
         x = tf.convert_to_tensor(x, dtype_hint=self.dtype)
         tau = self._tau(x)
-        last = tf.broadcast_to(
-            tau * self._log_delta(x), ps.concat([ps.shape(x)[:-1], [1]], axis=0)
-        )
-        return tf.concat([x, last], axis=-1)
+        x = x * tf.ones_like(tau)  # exact; broadcasts x against batched parameters
+        return tf.concat([x, self._last_like(x, tau * self._log_delta(x))], axis=-1)
+
+    @staticmethod
+    def _last_like(x: tf.Tensor, last: tf.Tensor) -> tf.Tensor:
+        return tf.broadcast_to(last, ps.concat([ps.shape(x)[:-1], [1]], axis=0))
 
     def _inverse_from_log(self, log_y: tf.Tensor) -> tf.Tensor:
         # x_k = τ (log ψ_k − log ψ_K + log δ): only differences of logs, never log of a sum.
@@ -129,6 +133,22 @@ class _SoftmaxPlusPlusBase(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
                 message="Input must be finite (got NaN or ±inf).",
             ),
         ]
+
+
+def _scalar_event_ndims(attribute: str):
+    """event_ndims of a scalar-per-batch parameter, except that a Python float (kept
+    dtype-agnostic, so one bijector serves float32 and float64) has no batch: TFP's batch
+    slicing then leaves it as it is instead of converting it to a float32 tensor."""
+
+    def event_ndims(bijector, x_event_ndims=None):
+        if isinstance(getattr(bijector, attribute), float):
+            return parameter_properties.NO_EVENT_NDIMS
+        if x_event_ndims is None:
+            return 0
+        extra = bijector.forward_min_event_ndims
+        return tf.nest.map_structure(lambda nd: nd - extra, x_event_ndims)
+
+    return event_ndims
 
 
 def _positive_finite(value, label: str) -> list:

@@ -84,6 +84,20 @@ class StickBreaking(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
         log1m_v = tf.math.log1p(-v)
         return 0.5 * tf.math.log(ps.cast(k, v.dtype)) + tf.reduce_sum(weights * log1m_v, axis=-1)
 
+    def _inverse_log_det_jacobian(self, eta):
+        # From η directly: the stick left before each break is a reverse sum of pieces, accurate
+        # where recovering v first would round 1 - v to 0.
+        with tf.control_dependencies(self._maybe_assert_valid_y(eta)):
+            eta = tf.identity(eta)
+        left = tf.math.cumsum(eta, axis=-1, reverse=True)
+        log_left = tf.math.log(left)
+        log1m_v = log_left[..., 1:] - log_left[..., :-1]  # 1 - v_j = left_{j+1} / left_j
+        k = ps.shape(eta)[-1]
+        weights = ps.cast(k - 1 - ps.range(1, k), eta.dtype)
+        return -(
+            0.5 * tf.math.log(ps.cast(k, eta.dtype)) + tf.reduce_sum(weights * log1m_v, axis=-1)
+        )
+
     # Input checks: TFP runs none automatically, so the methods above wrap their inputs in them.
     def _maybe_assert_valid_x(self, v):
         if not self.validate_args:
