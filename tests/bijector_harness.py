@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import parameter_properties
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -447,7 +448,7 @@ def _declared_batch_shape(bijector: tfb.Bijector, dtype) -> tf.TensorShape:
         ndims = prop.event_ndims
         if callable(ndims):
             ndims = ndims(bijector)
-        if ndims is None:
+        if ndims is None or ndims is parameter_properties.NO_EVENT_NDIMS:
             continue
         value_shape = tf.TensorShape(getattr(value, "shape", np.shape(value)))
         shape = tf.broadcast_static_shape(shape, value_shape[: value_shape.rank - ndims])
