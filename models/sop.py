@@ -195,18 +195,27 @@ class StructuredOutputPredictor(keras.Model):
         return -log_mean_exp(self.sample_log_likelihoods(images, num_samples, hard), axis=0)
 
     def train_step(self, data):
+        # The loss scaling under tf.distribute and the XLA boundary are the same for every model.
+        from igr_tf import training
+
         images = _as_images(data)
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(self.nll(images, self.num_train_samples))
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        self.loss_tracker.update_state(loss)
+        terms = training.minimize(
+            self, lambda x: {"loss": self.nll(x, self.num_train_samples)}, images
+        )
+        self.loss_tracker.update_state(tf.reduce_mean(terms["loss"]))
         return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):
-        images = _as_images(data)
-        self.loss_tracker.update_state(tf.reduce_mean(self.nll(images, self.num_train_samples)))
-        nll = self.nll(images, self.num_test_samples, hard=True)
+        from igr_tf import training
+
+        def losses(images):
+            return (
+                tf.reduce_mean(self.nll(images, self.num_train_samples)),
+                self.nll(images, self.num_test_samples, hard=True),
+            )
+
+        loss, nll = training.replica_step(self, losses)(_as_images(data))
+        self.loss_tracker.update_state(loss)
         self.nll_tracker.update_state(nll)
         return {"loss": self.loss_tracker.result(), "nll": self.nll_tracker.result()}
 

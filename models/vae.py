@@ -214,19 +214,19 @@ class DiscreteVAE(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def train_step(self, data):
+        # The loss scaling under tf.distribute and the XLA boundary are the same for every model.
+        from igr_tf import training
+
         x = data[0] if isinstance(data, tuple) else data
-        with tf.GradientTape() as tape:
-            terms = self.objective(x, training=True)
-            loss = tf.reduce_mean(terms["loss"])
-            # Gradients are summed over replicas under tf.distribute: average them instead.
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        terms = training.minimize(self, lambda x: self.objective(x, training=True), x)
         return self._update(terms)
 
     def test_step(self, data):
+        from igr_tf import training
+
         x = data[0] if isinstance(data, tuple) else data
-        return self._update(self.objective(x, training=False))
+        objective = training.replica_step(self, lambda x: self.objective(x, training=False))
+        return self._update(objective(x))
 
     # --- evaluation -------------------------------------------------------------------------------
     def loglik_terms(self, x: tf.Tensor, num_samples: int = 100, seed=(0, 0)) -> dict:
