@@ -22,7 +22,8 @@ What is here, and why each piece exists:
 * :func:`write_json_atomic`, :func:`run_metadata`: results files (strict JSON, atomic writes).
 * :class:`ImageSummary`, :func:`write_test_summary`: images and the final test metrics, written
   into the log directory that ``keras.callbacks.TensorBoard`` writes, in its layout.
-* :func:`compile_model`, :func:`replica_step`, :func:`replica_loss`, :func:`minimize`: one way for
+* :func:`compile_model`, :func:`replica_step`, :func:`replica_loss`, :func:`minimize`,
+  :func:`step_logs`: one way for
   every model's custom ``train_step`` to scale its loss under ``tf.distribute`` and to keep XLA
   where it works with several replicas (Keras compiles the whole multi-replica step into one XLA
   cluster, which TF cannot place; see :func:`compile_model`).
@@ -74,6 +75,7 @@ __all__ = [
     "replica_step",
     "run_metadata",
     "state_preserved",
+    "step_logs",
     "write_json_atomic",
     "write_test_summary",
 ]
@@ -780,6 +782,20 @@ def minimize(
     terms, grads = replica_step(model, loss_and_gradients)(data)
     model.optimizer.apply(grads, model.trainable_variables)
     return terms
+
+
+def step_logs(logs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """What a custom ``train_step``/``test_step`` returns: ``logs``, made reducible by Keras.
+
+    Under a ``MultiWorkerMirroredStrategy`` Keras 3.15 reduces the per-replica step results with
+    ``strategy.reduce("MEAN", value, axis=0)``, which fails for scalars ("Invalid reduction
+    dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388); there each value gets
+    a leading axis of length 1 (the mean over replicas is then a scalar again). Elsewhere the
+    logs are returned unchanged.
+    """
+    if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return logs
+    return {k: tf.reshape(v, [1]) for k, v in logs.items()}
 
 
 # --------------------------------------------------------------------------------------

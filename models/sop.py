@@ -203,7 +203,7 @@ class StructuredOutputPredictor(keras.Model):
             self, lambda x: {"loss": self.nll(x, self.num_train_samples)}, images
         )
         self.loss_tracker.update_state(tf.reduce_mean(terms["loss"]))
-        return {"loss": self.loss_tracker.result()}
+        return training.step_logs({"loss": self.loss_tracker.result()})
 
     def test_step(self, data):
         from igr_tf import training
@@ -217,7 +217,9 @@ class StructuredOutputPredictor(keras.Model):
         loss, nll = training.replica_step(self, losses)(_as_images(data))
         self.loss_tracker.update_state(loss)
         self.nll_tracker.update_state(nll)
-        return {"loss": self.loss_tracker.result(), "nll": self.nll_tracker.result()}
+        return training.step_logs(
+            {"loss": self.loss_tracker.result(), "nll": self.nll_tracker.result()}
+        )
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:

@@ -219,14 +219,14 @@ class DiscreteVAE(keras.Model):
 
         x = data[0] if isinstance(data, tuple) else data
         terms = training.minimize(self, lambda x: self.objective(x, training=True), x)
-        return self._update(terms)
+        return training.step_logs(self._update(terms))
 
     def test_step(self, data):
         from igr_tf import training
 
         x = data[0] if isinstance(data, tuple) else data
         objective = training.replica_step(self, lambda x: self.objective(x, training=False))
-        return self._update(objective(x))
+        return training.step_logs(self._update(objective(x)))
 
     # --- evaluation -------------------------------------------------------------------------------
     def loglik_terms(self, x: tf.Tensor, num_samples: int = 100, seed=(0, 0)) -> dict:
