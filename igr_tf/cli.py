@@ -88,8 +88,9 @@ def import_tensorflow(min_log_level: str = "3") -> ModuleType:
     log shows fatal errors only; its other "errors" on a working run are notices such as oneDNN's
     "supports DT_INT64 only on platforms with AVX-512", and real failures reach Python as
     exceptions; set ``TF_CPP_MIN_LOG_LEVEL=0`` to see everything), and drops the lines of
-    :data:`TF_STARTUP_NOISE` that TF writes while it loads and looks for devices; anything else written meanwhile is passed on. Listing the
-    physical devices does not initialize the runtime, so logical devices can still be set up.
+    :data:`TF_STARTUP_NOISE` that TF writes while it loads and looks for devices; anything else
+    written meanwhile is passed on. Listing the physical devices does not initialize the runtime,
+    so logical devices can still be set up.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", min_log_level)
     if "tensorflow" in sys.modules:
