@@ -144,7 +144,7 @@ def build_parser() -> ArgumentParser:
     )
     g.add_argument("--data-file", default=None, help="train on an npz with key 'images'")
     g.add_argument("--test-file", default=None, help="test npz for --data-file")
-    g.add_argument("--data-dir", default=None, help="TFDS data directory")
+    g.add_argument("--data-dir", default=None, help="TFDS data directory; resumable")
     g.add_argument(
         "--binarization",
         default=None,

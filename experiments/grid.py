@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = run_ray(todo, args.ray or None)
     else:
         outcomes = [run_local(cmd) for cmd in todo]
-    for cmd, (_, _, results) in zip(todo, outcomes, strict=True):
+    for cmd, (_, _, results) in zip(todo if outcomes else [], outcomes, strict=True):
         local = _out(cmd) / "results.json"
         if results is not None and not local.exists():  # a cluster without a shared file system
             local.parent.mkdir(parents=True, exist_ok=True)

@@ -248,7 +248,8 @@ def epoch_pipeline(
     takes exactly one epoch's batches per epoch.
 
     Args:
-        ds: an unbatched dataset with known cardinality, e.g. ``ImageData.train``.
+        ds: an unbatched dataset with known cardinality, e.g. ``ImageData.train`` (or of
+            ``(x, y)`` pairs).
         batch_size: examples per batch.
         seed: the run's seed.
         epochs: the (0-based) epoch indices to produce, in order.
@@ -270,7 +271,7 @@ def epoch_pipeline(
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         epoch_seed = tf.random.experimental.stateless_fold_in(run_seed, epoch)
         order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=epoch_seed)
-        out = whole.map(lambda x: tf.gather(x, order)).unbatch()
+        out = whole.map(lambda *x: _gather(x, order)).unbatch()
         if dynamic is not None:
             out = out.enumerate().map(
                 lambda i, x: _bernoulli(x, tf.random.experimental.stateless_fold_in(epoch_seed, i)),
@@ -280,6 +281,12 @@ def epoch_pipeline(
 
     out = tf.data.Dataset.range(epochs.start, epochs.stop, epochs.step).flat_map(one_epoch)
     return out.prefetch(tf.data.AUTOTUNE)
+
+
+def _gather(element: tuple, order: tf.Tensor):
+    """``element`` (a dataset element's components) with every tensor's rows in ``order``."""
+    gathered = tf.nest.map_structure(lambda t: tf.gather(t, order), element)
+    return gathered[0] if len(gathered) == 1 else gathered
 
 
 def _bernoulli(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
