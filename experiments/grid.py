@@ -101,7 +101,15 @@ def run_ray(commands: list[list[str]], address: str | None) -> list[tuple[int, s
         raise SystemExit(
             "grid.py: error: --ray needs Ray; install it with: pip install -e '.[cluster]'"
         ) from None
-    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    for attempt in range(3):
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception as e:  # Ray gives a node 30 s to start: a loaded machine may need more
+            ray.shutdown()
+            if address is not None or "timed out during startup" not in str(e) or attempt == 2:
+                raise
+            print(f"Ray did not start in time ({e}); trying again.", file=sys.stderr)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         task = ray.remote(num_gpus=1 if gpus >= 1 else 0, max_retries=0)(_ray_task)
