@@ -287,7 +287,9 @@ class RunCheckpoint:
                 f"{state_file}: not a TensorFlow checkpoint index ({_first_line(e)})"
             ) from e
         if state is None or not state.model_checkpoint_path:
-            raise CheckpointError(f"{state_file}: names no checkpoint (empty or garbage)")
+            raise CheckpointError(
+                f"{state_file}: not a TensorFlow checkpoint index (it names no checkpoint)"
+            )
         path = state.model_checkpoint_path
         if not os.path.isabs(path):
             path = os.path.join(directory, path)
