@@ -280,12 +280,17 @@ class RunCheckpoint:
         state_file = os.path.join(directory, "checkpoint")
         if not os.path.exists(state_file):
             return None
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")  # TF logs a garbage index file as two warnings, then ignores it
         try:
             state = tf.train.get_checkpoint_state(directory)
         except Exception as e:  # text-format parse errors, unreadable files
             raise CheckpointError(
                 f"{state_file}: not a TensorFlow checkpoint index ({_first_line(e)})"
             ) from e
+        finally:
+            logger.setLevel(level)
         if state is None or not state.model_checkpoint_path:
             raise CheckpointError(
                 f"{state_file}: not a TensorFlow checkpoint index (it names no checkpoint)"
