@@ -68,6 +68,8 @@ from igr_tf._checks import check_positive_int, positive_float
 from igr_tf.bijectors import SoftmaxPlusPlus
 from igr_tf.distributions import relaxations
 from igr_tf.functional import relaxed_one_hot
+from igr_tf.names import CBM_MODES
+from igr_tf.paper import CBM_TEMPERATURE
 
 tfd = tfp.distributions
 
@@ -92,7 +94,7 @@ __all__ = [
 ]
 
 #: Training modes of the concept bottleneck layer; "gumbel" and "igr" are the sparse slot modes.
-MODES: tuple[str, ...] = ("l1", "contrastive", "gumbel", "igr")
+MODES: tuple[str, ...] = CBM_MODES
 #: Inference choices of the slot modes: noise-free argmax per slot, or one exact one-hot sample.
 INFERENCE: tuple[str, ...] = ("mode", "sample")
 #: Presence probabilities of the slot modes: "beats the null category" (closed form) or exact.
@@ -100,7 +102,7 @@ PRESENCE: tuple[str, ...] = ("pairwise", "exact")
 #: The slot modes' relaxation in the registry's names.
 _RELAXATION = {"gumbel": "gs", "igr": "igr_i"}
 #: Default relaxation temperature of the slot modes (the Sparse-CBM code's default τ = 1).
-DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TEMPERATURE = CBM_TEMPERATURE
 _SOFTPLUS_INV_ONE = float(np.log(np.expm1(1.0)))
 #: Below this total (in log space) the union's probability is computed from its first-order sum.
 _SMALL_LOG_ABSENCE = -1e-6

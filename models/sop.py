@@ -197,22 +197,31 @@ class StructuredOutputPredictor(keras.Model):
         return -log_mean_exp(self.sample_log_likelihoods(images, num_samples, discrete), axis=0)
 
     def train_step(self, data):
+        # The loss scaling under tf.distribute and the XLA boundary are the same for every model.
+        from igr_tf import training
+
         images = _as_images(data)
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(self.nll(images, self.num_train_samples))
-            # A no-op unless Keras wrapped the optimizer for mixed_float16 (see DiscreteVAE).
-            scaled = self.optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+        terms = training.minimize(
+            self, lambda x: {"loss": self.nll(x, self.num_train_samples)}, images
+        )
+        self.loss_tracker.update_state(tf.reduce_mean(terms["loss"]))
+        return training.step_logs({"loss": self.loss_tracker.result()})
 
     def test_step(self, data):
-        images = _as_images(data)
-        self.loss_tracker.update_state(tf.reduce_mean(self.nll(images, self.num_train_samples)))
-        nll = self.nll(images, self.num_test_samples, discrete=True)
+        from igr_tf import training
+
+        def losses(images):
+            return (
+                tf.reduce_mean(self.nll(images, self.num_train_samples)),
+                self.nll(images, self.num_test_samples, discrete=True),
+            )
+
+        loss, nll = training.replica_step(self, losses)(_as_images(data))
+        self.loss_tracker.update_state(loss)
         self.nll_tracker.update_state(nll)
-        return {"loss": self.loss_tracker.result(), "nll": self.nll_tracker.result()}
+        return training.step_logs(
+            {"loss": self.loss_tracker.result(), "nll": self.nll_tracker.result()}
+        )
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:

@@ -221,22 +221,19 @@ class DiscreteVAE(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def train_step(self, data):
+        # The loss scaling under tf.distribute and the XLA boundary are the same for every model.
+        from igr_tf import training
+
         x = data[0] if isinstance(data, tuple) else data
-        with tf.GradientTape() as tape:
-            terms = self.objective(x, training=True)
-            loss = tf.reduce_mean(terms["loss"])
-            # Gradients are summed over replicas under tf.distribute: average them instead.
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
-            # Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer, whose
-            # apply_gradients unscales: the loss must be scaled to match (a no-op otherwise).
-            scaled = self.optimizer.scale_loss(scaled)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
-        return self._update(terms)
+        terms = training.minimize(self, lambda x: self.objective(x, training=True), x)
+        return training.step_logs(self._update(terms))
 
     def test_step(self, data):
+        from igr_tf import training
+
         x = data[0] if isinstance(data, tuple) else data
-        return self._update(self.objective(x, training=False))
+        objective = training.replica_step(self, lambda x: self.objective(x, training=False))
+        return training.step_logs(self._update(objective(x)))
 
     # --- evaluation -------------------------------------------------------------------------------
     def loglik_terms(self, x: tf.Tensor, num_samples: int = 100, seed=(0, 0)) -> dict:

@@ -48,6 +48,7 @@ from igr_tf._checks import as_dtype, check_num_categories, check_positive, check
 from igr_tf.bijectors import LogitStickBreaking, LogSoftmaxPlusPlus
 from igr_tf.distributions import igr, philox
 from igr_tf.distributions.adaptive import AdaptiveIGRStickBreaking
+from igr_tf.names import RELAXATIONS
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -561,6 +562,9 @@ class GumbelSoftmax(Relaxation):
 _REGISTRY: dict[str, type[Relaxation]] = {
     cls.name: cls for cls in (IGRI, IGRStickBreaking, IGRPlanar, GumbelSoftmax)
 }
+# The command line lists the names without importing TensorFlow (igr_tf.names): one list.
+if tuple(_REGISTRY) != RELAXATIONS:
+    raise ImportError(f"igr_tf.names.RELAXATIONS {RELAXATIONS} != registry {tuple(_REGISTRY)}")
 
 
 def names() -> tuple[str, ...]:
