@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["CBM_MODES", "NAMES", "RELAXATIONS"]
 
 #: Names accepted by `igr_tf.distributions.get`, in the registry's order.
-RELAXATIONS: tuple[str, ...] = ("igr_i", "igr_sb", "igr_planar", "gs")
+RELAXATIONS: tuple[str, ...] = ("igr_i", "igr_sb", "igr_planar", "gs", "perturb_exponential")
 NAMES = RELAXATIONS
 
 #: Training modes of the sparse concept bottleneck layer (`igr_tf.concepts`).

@@ -122,3 +122,20 @@ def exp_concrete_log_prob(y, logits, tau):
     m = a.max(-1, keepdims=True)
     lse = (m + np.log(np.exp(a - m).sum(-1, keepdims=True)))[..., 0]
     return math.lgamma(k) + (k - 1) * math.log(tau) + a.sum(-1) - k * lse
+
+
+def exponential_perturbation_log_psi(logits, uniform, tau):
+    """log softmax(−T/τ), T_k = E_k / π_k, E_k = −log u_k, π = softmax(logits) (Balog et al.)."""
+    pi = np.exp(log_softmax(np.asarray(logits, np.float64)))
+    t = -np.log(np.asarray(uniform, np.float64)) / pi
+    return log_softmax(-t / tau)
+
+
+def exponential_perturbation_log_prob(y, logits, tau):
+    """Its density on log ψ (log-ratio measure), derived by integrating out the softmax's shift:
+    (K−1) log τ + Σ log π_k − τ Σ_k π_k (max_j y_j − y_k)."""
+    y = np.asarray(y, np.float64)
+    log_pi = log_softmax(np.asarray(logits, np.float64))
+    k = y.shape[-1]
+    gap = y.max(-1, keepdims=True) - y
+    return (k - 1) * math.log(tau) + log_pi.sum(-1) - tau * np.sum(np.exp(log_pi) * gap, -1)

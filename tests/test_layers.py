@@ -16,6 +16,8 @@ import tensorflow_probability as tfp
 from reference import (
     adaptive_log_psi,
     exp_concrete_log_prob,
+    exponential_perturbation_log_prob,
+    exponential_perturbation_log_psi,
     gaussian_kl,
     gumbel_softmax_log_psi,
     igr_i_log_psi,
@@ -29,7 +31,7 @@ from reference import (
 from igr_tf import categorical
 from igr_tf.layers import DiscreteLatent, TemperatureSchedule
 
-ALL = ("igr_i", "igr_sb", "igr_planar", "gs")
+ALL = ("igr_i", "igr_sb", "igr_planar", "gs", "perturb_exponential")
 ADAPTIVE = {"adaptive": True, "threshold": 0.9}
 
 
@@ -38,7 +40,7 @@ def finite(x) -> bool:
 
 
 def num_params(name, k):
-    return k if name == "gs" else 2 * (k - 1)
+    return 2 * (k - 1) if name.startswith("igr") else k
 
 
 def inputs_for(layer, batch=4, seed=0, std=1.0, dtype="float32"):
@@ -78,6 +80,13 @@ def reference_draw(layer, x, seed, jit=False):
         y = gumbel_softmax_log_psi(params, u, tau)
         kl = exp_concrete_log_prob(y, params, tau) - exp_concrete_log_prob(y, np.zeros(k), 0.5)
         return y, kl
+    if layer.relaxation_name == "perturb_exponential":
+        u = noise(params.shape, seed, dtype, "uniform", jit).astype(np.float64)
+        y = exponential_perturbation_log_psi(params, u, tau)
+        kl = exponential_perturbation_log_prob(y, params, tau) - exponential_perturbation_log_prob(
+            y, np.zeros(k), 0.5
+        )
+        return y, kl
     loc, scale = split_igr_params(params)
     z = loc + scale * noise(loc.shape, seed, dtype, "normal", jit).astype(np.float64)
     if layer.relaxation_name == "igr_i":
@@ -103,7 +112,14 @@ def reference_draw(layer, x, seed, jit=False):
 
 # --- the layer's draw is the math: pointwise agreement with the independent route --------------
 
-CASES = [("igr_i", {}), ("igr_sb", {}), ("igr_sb", ADAPTIVE), ("igr_planar", {}), ("gs", {})]
+CASES = [
+    ("igr_i", {}),
+    ("igr_sb", {}),
+    ("igr_sb", ADAPTIVE),
+    ("igr_planar", {}),
+    ("gs", {}),
+    ("perturb_exponential", {}),
+]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from igr_tf.distributions import relaxations
 from igr_tf.perturbations import estimators as est
 from igr_tf.perturbations import families, relaxed
 
@@ -382,29 +383,29 @@ def test_relaxations_are_finite_at_the_extremes(name, alpha, dtype):
             loss = tf.reduce_sum(tf.exp(y) * tf.range(4, dtype=dtype))
         assert np.all(np.isfinite(y.numpy()))
         assert np.all(np.isfinite(tape.gradient(loss, logits).numpy()))
-        if relaxed.relaxed_family(name, alpha).has_log_prob:
+        if name in relaxed.WITH_DENSITY:
             assert np.all(np.isfinite(d.log_prob(y).numpy()))
 
 
-def test_relaxed_family_descriptor():
-    desc = relaxed.relaxed_family("exponential")
-    assert desc.name == "perturb_exponential" and desc.num_params(10) == 10
+def test_exponential_relaxation_in_the_registry():
+    r = relaxations.get("perturb_exponential", 10)
+    assert r.num_params == 10
     params = tf.random.stateless_normal([3, 20, 10], seed=[1, 1])
-    log_psi = desc.sample(params, 0.5, seed=[2, 2])
-    assert log_psi.shape == (3, 20, 10)
-    assert desc.log_prob(params, 0.5, log_psi).shape == (3, 20)
-    scores = desc.scores(params, 0.5, seed=[2, 2])
-    np.testing.assert_allclose(tf.math.log_softmax(scores), log_psi, atol=1e-5)
+    draw = r.draw(params, 0.5, seed=(2, 2))
+    q, p = r.distributions(params, 0.5)
+    assert isinstance(q, relaxed.ExpRelaxedPerturbation) and q.family == "exponential"
+    np.testing.assert_allclose(draw.log_sample, q.sample(seed=(2, 2)), rtol=1e-6)
     np.testing.assert_allclose(
-        tf.exp(desc.categorical_log_probs(params)), tf.nn.softmax(params), atol=1e-6
+        draw.kl, q.log_prob(draw.log_sample) - p.log_prob(draw.log_sample), rtol=1e-5
     )
-    weibull = relaxed.relaxed_family("weibull", 2.0)
-    assert weibull.log_prob is None and not weibull.has_log_prob
+    np.testing.assert_allclose(
+        tf.exp(r.categorical_log_probs(params)), tf.nn.softmax(params), atol=1e-6
+    )
+    weibull = relaxed.ExpRelaxedPerturbation(0.5, params, family="weibull", alpha=2.0)
     with pytest.raises(NotImplementedError, match="no closed-form density"):
-        weibull.distribution(params, 0.5).log_prob(log_psi)
-    d = desc.distribution(params, 0.5)
-    assert d.batch_shape == (3, 20) and d.event_shape == (10,)
-    assert d[0, :2].batch_shape == (2,)  # TFP slicing via _parameter_properties
+        weibull.log_prob(draw.log_sample)
+    assert q.batch_shape == (3, 20) and q.event_shape == (10,)
+    assert q[0, :2].batch_shape == (2,)  # TFP slicing via _parameter_properties
 
 
 def test_relaxation_works_in_tf_function():

@@ -30,10 +30,10 @@ def params_for(relaxation, shape, seed=0, std=1.0, dtype=np.float32):
 
 
 def test_registry_names_and_parameter_counts():
-    assert ALL == ("igr_i", "igr_sb", "igr_planar", "gs")
+    assert ALL == ("igr_i", "igr_sb", "igr_planar", "gs", "perturb_exponential")
     for name in ALL:
         r = relaxations.get(name, 7)
-        assert r.num_params == (7 if name == "gs" else 12)
+        assert r.num_params == (12 if name.startswith("igr") else 7)
         assert relaxations.get_class(name).num_categories_for(r.num_params) == 7
 
 
@@ -44,7 +44,7 @@ def test_registry_rejects_bad_arguments_naming_them():
         relaxations.get("igr_i", 3, flows=2)
     with pytest.raises(ValueError, match="kl"):
         relaxations.get("igr_i", 3, kl="exact")
-    for name in ("igr_planar", "gs"):
+    for name in ("igr_planar", "gs", "perturb_exponential"):
         with pytest.raises(ValueError, match="no closed-form KL"):
             relaxations.get(name, 3, kl="closed")
     with pytest.raises(ValueError, match="threshold"):
@@ -254,6 +254,7 @@ SWEEP = [
     ("igr_sb", {"adaptive": True, "threshold": 0.99}),
     ("igr_planar", {}),
     ("gs", {}),
+    ("perturb_exponential", {}),
 ]
 
 

@@ -55,6 +55,7 @@ tfd = tfp.distributions
 
 __all__ = [
     "Draw",
+    "ExponentialPerturbation",
     "GumbelSoftmax",
     "IGRI",
     "IGRPlanar",
@@ -503,16 +504,12 @@ class IGRPlanar(_IGR):
         return dict(super().get_config(), num_flows=self.num_flows)
 
 
-class GumbelSoftmax(Relaxation):
-    """Gumbel-Softmax (Concrete): ψ = softmax((log α + g)/τ), g ~ Gumbel(0, 1), K logits.
+class _Logits(Relaxation):
+    """A relaxation parameterised by K logits per variable whose TFP distribution of log ψ has a
+    density (GS and the perturbation families): KL by the one-sample estimate
+    `log q(y) - log p(y)` against the same family at uniform logits and temperature τ_p, and an
+    exact induced categorical, softmax(logits) (the argmax of every perturb-and-max is exact)."""
 
-    TFP's `ExpRelaxedOneHotCategorical` (drawn with Philox): y = log ψ, whose density stays finite
-    at τ = 0.01 where `RelaxedOneHotCategorical.log_prob(ψ)` does not. The KL is the one-sample
-    estimate `log ExpConcrete(y; α, τ) - log ExpConcrete(y; uniform, τ_p)`, with the prior
-    temperature τ_p = 0.5 by default as in the original experiments.
-    """
-
-    name = "gs"
     closed_form_kl: ClassVar[bool] = False
     exact_categorical: ClassVar[bool] = True
 
@@ -529,16 +526,19 @@ class GumbelSoftmax(Relaxation):
     def num_categories_for(cls, num_params: int) -> int:
         return num_params
 
-    def _concrete(self, temperature, logits, log_space):
-        tau = as_dtype(temperature, logits.dtype)
-        y = philox.ExpRelaxedOneHotCategorical(tau, logits=logits, validate_args=self.validate_args)
-        return y if log_space else tfd.TransformedDistribution(y, tfb.Exp(), name="GS")
+    @abc.abstractmethod
+    def _log_space_distribution(self, temperature, logits) -> tfd.Distribution:
+        """The distribution of y = log ψ for these logits."""
+
+    def _relaxed(self, temperature, logits, log_space):
+        y = self._log_space_distribution(as_dtype(temperature, logits.dtype), logits)
+        return y if log_space else tfd.TransformedDistribution(y, tfb.Exp(), name=self.name)
 
     def distributions(self, params, temperature, weights=None, *, log_space: bool = True):
         check_positive(temperature, "temperature")
         logits = self.split(params)
-        q = self._concrete(temperature, logits, log_space)
-        p = self._concrete(self.prior_temperature, tf.zeros_like(logits), log_space)
+        q = self._relaxed(temperature, logits, log_space)
+        p = self._relaxed(self.prior_temperature, tf.zeros_like(logits), log_space)
         return q, p
 
     def prior(
@@ -547,7 +547,7 @@ class GumbelSoftmax(Relaxation):
         check_positive(temperature, "temperature")
         dtype = tf.as_dtype(dtype) if dtype is not None else _dtype_of(temperature)
         shape = [self.num_categories] if num_vars is None else [num_vars, self.num_categories]
-        return self._concrete(self.prior_temperature, tf.zeros(shape, dtype), log_space)
+        return self._relaxed(self.prior_temperature, tf.zeros(shape, dtype), log_space)
 
     def _stick_the_landing(self, q):
         return q.copy(logits=tf.stop_gradient(q.logits))
@@ -559,8 +559,47 @@ class GumbelSoftmax(Relaxation):
         return dict(super().get_config(), prior_temperature=self.prior_temperature)
 
 
+class GumbelSoftmax(_Logits):
+    """Gumbel-Softmax (Concrete): ψ = softmax((log α + g)/τ), g ~ Gumbel(0, 1), K logits.
+
+    TFP's `ExpRelaxedOneHotCategorical` (drawn with Philox): y = log ψ, whose density stays finite
+    at τ = 0.01 where `RelaxedOneHotCategorical.log_prob(ψ)` does not. The KL is the one-sample
+    estimate `log ExpConcrete(y; α, τ) - log ExpConcrete(y; uniform, τ_p)`, with the prior
+    temperature τ_p = 0.5 by default as in the original experiments.
+    """
+
+    name = "gs"
+
+    def _log_space_distribution(self, temperature, logits):
+        return philox.ExpRelaxedOneHotCategorical(
+            temperature, logits=logits, validate_args=self.validate_args
+        )
+
+
+class ExponentialPerturbation(_Logits):
+    """The Gumbel trick's Exponential relative, relaxed (Balog et al. 2017; igr_tf.perturbations):
+    ψ = softmax(-T / τ), T_k = E_k / π_k, E_k ~ Exp(1), π = softmax(logits).
+
+    argmax ψ = argmin_k T_k is an exact Categorical(π) draw, as for Gumbel-max; the relaxation
+    differs from GS because the softmax acts on the scores -T themselves. Its density on log ψ is
+    in closed form (`ExpRelaxedPerturbation`), so the KL is the one-sample estimate against the
+    same family at uniform logits and τ_p = 0.5 (as for GS). (The Weibull and Fréchet relatives
+    have no density and are sampled through `igr_tf.perturbations` only.)
+    """
+
+    name = "perturb_exponential"
+
+    def _log_space_distribution(self, temperature, logits):
+        from igr_tf.perturbations.relaxed import ExpRelaxedPerturbation
+
+        return ExpRelaxedPerturbation(
+            temperature, logits, family="exponential", validate_args=self.validate_args
+        )
+
+
 _REGISTRY: dict[str, type[Relaxation]] = {
-    cls.name: cls for cls in (IGRI, IGRStickBreaking, IGRPlanar, GumbelSoftmax)
+    cls.name: cls
+    for cls in (IGRI, IGRStickBreaking, IGRPlanar, GumbelSoftmax, ExponentialPerturbation)
 }
 # The command line lists the names without importing TensorFlow (igr_tf.names): one list.
 if tuple(_REGISTRY) != RELAXATIONS:
@@ -583,7 +622,8 @@ def get_class(name: str) -> type[Relaxation]:
 
 
 def get(name: str, num_categories: int, **options) -> Relaxation:
-    """Builds the relaxation registered under `name` ("igr_i", "igr_sb", "igr_planar", "gs").
+    """Builds the relaxation registered under `name` (`names()`: "igr_i", "igr_sb",
+    "igr_planar", "gs", "perturb_exponential").
 
     `options` are the relaxation's keyword arguments (kl, stick_the_landing, delta, adaptive,
     threshold, num_flows, prior_temperature, num_mc_samples, validate_args).

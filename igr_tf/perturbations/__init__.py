@@ -24,8 +24,6 @@ from igr_tf.perturbations.lowrank import (
 from igr_tf.perturbations.relaxed import (
     RELAXED_FAMILIES,
     ExpRelaxedPerturbation,
-    RelaxedFamily,
-    relaxed_family,
 )
 
 __all__ = [
@@ -35,7 +33,6 @@ __all__ = [
     "Family",
     "GridModel",
     "PerturbAndMap",
-    "RelaxedFamily",
     "estimators",
     "families",
     "grid",
@@ -47,7 +44,6 @@ __all__ = [
     "perturb_and_map",
     "potts_grid",
     "relaxed",
-    "relaxed_family",
     "sequential_sample",
     "upper_bound",
     "z",

@@ -36,12 +36,11 @@ Numerics: T_k / τ = exp(log E_k − log π_k − log τ) is capped below the dt
 value, so logits of ±50 at τ = 0.01 give finite samples in float32; the cap only touches
 components whose ψ_k underflows to 0 anyway.
 
-Registering a family next to GS and IGR: see `RelaxedFamily`.
+In the relaxation registry: "perturb_exponential" (`igr_tf.distributions.get`), next to GS and
+IGR; the Weibull and Fréchet relaxations have no density, so no KL, and are sampled here only.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import tensorflow as tf
@@ -61,14 +60,14 @@ tfb = tfp.bijectors
 
 __all__ = [
     "RELAXED_FAMILIES",
+    "WITH_DENSITY",
     "ExpRelaxedPerturbation",
-    "RelaxedFamily",
-    "relaxed_family",
 ]
 
 #: Families with a relaxed version (names of `families.FAMILIES` that make sense relaxed).
 RELAXED_FAMILIES: tuple[str, ...] = ("gumbel", "exponential", "weibull", "frechet")
-_WITH_DENSITY = ("gumbel", "exponential")
+#: Families whose relaxation has a closed-form density (the others can only be sampled).
+WITH_DENSITY: tuple[str, ...] = ("gumbel", "exponential")
 
 
 def _check_family(family: str, alpha: float | None) -> float | None:
@@ -201,7 +200,11 @@ class ExpRelaxedPerturbation(tfd.Distribution):
         temperature = tf.broadcast_to(temperature, batch)
         shape = tf.concat([[n], tf.shape(logits)], axis=0)
         tiny = np.finfo(dtype_util.as_numpy_dtype(self.dtype)).tiny
-        uniforms = samplers.uniform(shape, minval=tiny, maxval=1.0, dtype=self.dtype, seed=seed)
+        # Philox named explicitly, as in igr_tf.distributions.philox (XLA on CPU).
+        uniforms = tf.random.stateless_uniform(
+            shape, seed=samplers.sanitize_seed(seed), minval=tiny, maxval=1.0, dtype=self.dtype,
+            alg="philox",
+        )
         scores = perturbed_scores(self._family, self._alpha, logits, temperature, uniforms)
         return tf.math.log_softmax(scores, axis=-1)
 
@@ -237,72 +240,3 @@ class ExpRelaxedPerturbation(tfd.Distribution):
             tf.debugging.assert_positive(self._temperature, message="`temperature` must be > 0.")
         )
         return assertions
-
-
-@dataclasses.dataclass(frozen=True)
-class RelaxedFamily:
-    """What a relaxation registry needs to offer a perturbation family next to GS and IGR.
-
-    - `num_params(K) = K`: the encoder outputs K logits per variable (like GS).
-    - `distribution(params, temperature)`: params `[..., V, K]` are the logits; the distribution of
-      log ψ, event shape [K] (batch `[..., V]`).
-    - `sample(params, temperature, seed)`: one relaxed draw log ψ `[..., V, K]` (reparameterised).
-    - `scores(params, temperature, seed)`: the tempered scores s/τ `[..., V, K]`; ψ =
-      softmax(scores), and one_hot(argmax scores) is the exact categorical draw. A registry that
-      works with "hard logits" ℓ (ψ = softmax(ℓ/τ)) takes ℓ = τ · scores; straight-through uses
-      one_hot(argmax) forward and ψ backward.
-    - `log_prob(params, temperature, log_psi)` or None where no density is available.
-    - `categorical_log_probs(params) = log_softmax(params)`: the law of argmax ψ, exactly, for every
-      family (perturb-and-MAP is exact), so a KL on the discrete variable is available to all.
-    """
-
-    family: str
-    alpha: float | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "alpha", _check_family(self.family, self.alpha))
-
-    @property
-    def name(self) -> str:
-        return f"perturb_{self.family}"
-
-    @property
-    def has_log_prob(self) -> bool:
-        return self.family in _WITH_DENSITY
-
-    def num_params(self, num_categories: int) -> int:
-        return check_num_categories(num_categories)
-
-    def distribution(self, params, temperature) -> ExpRelaxedPerturbation:
-        return ExpRelaxedPerturbation(temperature, params, family=self.family, alpha=self.alpha)
-
-    def sample(self, params, temperature, seed) -> tf.Tensor:
-        return self.distribution(params, temperature).sample(seed=seed)
-
-    def scores(self, params, temperature, seed) -> tf.Tensor:
-        params = tf.convert_to_tensor(params, dtype_hint=tf.float32)
-        temperature = tf.broadcast_to(
-            tf.convert_to_tensor(temperature, params.dtype), tf.shape(params)[:-1]
-        )
-        tiny = np.finfo(dtype_util.as_numpy_dtype(params.dtype)).tiny
-        uniforms = samplers.uniform(
-            tf.shape(params), minval=tiny, maxval=1.0, dtype=params.dtype, seed=seed
-        )
-        return perturbed_scores(self.family, self.alpha, params, temperature, uniforms)
-
-    @property
-    def log_prob(self):
-        if not self.has_log_prob:
-            return None
-        return lambda params, temperature, log_psi: self.distribution(params, temperature).log_prob(
-            log_psi
-        )
-
-    @staticmethod
-    def categorical_log_probs(params) -> tf.Tensor:
-        return tf.math.log_softmax(tf.convert_to_tensor(params, dtype_hint=tf.float32), -1)
-
-
-def relaxed_family(family: str, alpha: float | None = None) -> RelaxedFamily:
-    """The descriptor of a relaxed perturbation family (see `RelaxedFamily`)."""
-    return RelaxedFamily(family, alpha)
