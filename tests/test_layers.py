@@ -165,7 +165,13 @@ def test_layer_samples_have_finite_density_under_the_relaxations_own_distributio
     if options:
         assert np.any(psi.numpy() == 0.0)  # the cut is visible
     q = layer.relaxation.distribution(params, 0.5, layer.flow_weights)
-    assert np.all(np.isfinite(q.log_prob(psi)))
+    log_prob = q.log_prob(psi).numpy()
+    # In ψ space a density needs log ψ: where a float32 ψ entry underflowed to 0 outside a
+    # truncation (the Exponential perturbation's heavy tail does so in most rows at τ = 0.5),
+    # only the log-space density below is defined. Everywhere else it must be finite.
+    representable = np.all(psi.numpy() > 0, -1) | bool(options)
+    assert representable.mean() > 0.1
+    assert np.all(np.isfinite(log_prob[representable]))
     # In log space, down to τ = 0.01, on the draws themselves.
     draw = layer.relaxation.draw(params, 0.01, layer.flow_weights, seed=(1, 2))
     q = layer.relaxation.distribution(params, 0.01, layer.flow_weights, log_space=True)

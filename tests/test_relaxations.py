@@ -37,6 +37,15 @@ def test_registry_names_and_parameter_counts():
         assert relaxations.get_class(name).num_categories_for(r.num_params) == 7
 
 
+def test_every_relaxation_has_the_default_temperatures_train_py_reads():
+    """train.py's VAE and approximation tasks default --temperature from these tables; a
+    relaxation missing from one fails there with a KeyError (it did for perturb_exponential)."""
+    from igr_tf import paper
+
+    assert set(paper.VAE_TEMPERATURE) == set(ALL)
+    assert set(paper.APPROX_TEMPERATURE) == set(ALL)
+
+
 def test_registry_rejects_bad_arguments_naming_them():
     with pytest.raises(ValueError, match="Unknown relaxation 'nope'; known relaxations: igr_i"):
         relaxations.get("nope", 3)

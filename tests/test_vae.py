@@ -18,11 +18,12 @@ import tensorflow_probability as tfp  # noqa: E402
 
 from igr_tf import datasets  # noqa: E402
 from igr_tf.distributions import relaxations  # noqa: E402
+from igr_tf.paper import VAE_TEMPERATURE  # noqa: E402
 from models.vae import DiscreteVAE  # noqa: E402
 
 RELAXATIONS = relaxations.names()
 # The paper's cross-validated temperatures (SPEC section 5).
-TEMPERATURE = {"igr_i": 1.0, "igr_sb": 0.15, "igr_planar": 0.85, "gs": 1.0}
+TEMPERATURE = VAE_TEMPERATURE
 
 
 @pytest.fixture(scope="module")
