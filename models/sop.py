@@ -278,7 +278,7 @@ class StructuredOutputPredictor(keras.Model):
             raise ValueError("test_nll got an empty dataset.")
         return total / count
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # no Python control flow on tensors
     def _rounded_log_likelihoods(self, images: tf.Tensor, num_samples: tf.Tensor) -> tf.Tensor:
         return self.sample_log_likelihoods(images, num_samples, discrete=True)
 

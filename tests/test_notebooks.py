@@ -16,6 +16,7 @@ from pathlib import Path
 
 # Hard imports: nbformat and nbclient are dev dependencies (setup.cfg), so a missing one is an
 # installation error that must fail the run, not a skip that hides the notebooks going untested.
+import jupyter_client
 import nbclient
 import nbformat
 import pytest
@@ -64,21 +65,37 @@ def test_first_cell_is_the_small_mode_parameters_cell(path):
     assert 'SMALL = os.environ.get("IGR_NOTEBOOK_SMALL", "0") == "1"' in first.source
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_in_small_mode(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("IGR_NOTEBOOK_SMALL", "1")
-    # The kernel imports this checkout's package (not another installed copy) ...
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        nb,
-        timeout=CELL_TIMEOUT_S,
-        kernel_name="python3",
-        # ... and runs in a scratch directory, so nothing it writes lands in the checkout.
-        resources={"metadata": {"path": str(tmp_path)}},
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """One kernel for every notebook: importing TensorFlow takes most of a small-mode run, so the
+    notebooks share a process (each starts from an empty namespace, see `fresh_start`)."""
+    env = dict(os.environ, IGR_NOTEBOOK_SMALL="1", TF_CPP_MIN_LOG_LEVEL="3")
+    # The kernel imports this checkout's package (not another installed copy).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    km.start_kernel(env=env, cwd=str(tmp_path_factory.mktemp("kernel")))
+    yield km
+    km.shutdown_kernel(now=True)
+
+
+def fresh_start(directory: Path) -> nbformat.NotebookNode:
+    """A first cell that gives the notebook what a new kernel would: an empty namespace, Keras's
+    default policy and a new session, and a scratch working directory (so nothing the notebook
+    writes lands in the checkout). Modules stay imported: that is the saving."""
+    return nbformat.v4.new_code_cell(
+        "%reset -f\n"
+        "import os, keras\n"
+        f"os.chdir({str(directory)!r})\n"
+        'keras.mixed_precision.set_global_policy("float32")\n'
+        "keras.backend.clear_session()\n"
     )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_small_mode(path, tmp_path, kernel):
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(0, fresh_start(tmp_path))
+    client = nbclient.NotebookClient(nb, km=kernel, timeout=CELL_TIMEOUT_S)
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError, naming the cell, on any error
     print(f"{path.name}: {time.perf_counter() - start:.1f} s in small mode")

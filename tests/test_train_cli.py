@@ -142,11 +142,13 @@ def tiny_npz(path, n=60) -> str:
 
 
 # Tiny, fast settings: 54 training images (6 held out for test) in batches of 20: 3 steps/epoch.
-def vae_flags(data_file, out, epochs, *extra) -> list[str]:
+# XLA is off except in the tf.distribute runs that test it: compiling costs each process more
+# than its 12 training steps, and exact resume is claimed (and tested) on the CPU kernels.
+def vae_flags(data_file, out, epochs, *extra, jit=False) -> list[str]:
     return [
         "vae", "--data-file", data_file, "--epochs", str(epochs), "--batch-size", "20",
         "--arch", "linear", "--eval-samples", "5", "--dist", "igr_i",
-        "--num-vars", "5", "--verbose", "0", "--out", out, *extra,
+        "--num-vars", "5", "--verbose", "0", "--out", out, *([] if jit else ["--no-jit"]), *extra,
     ]  # fmt: skip
 
 
@@ -172,7 +174,9 @@ def multiworker(data_file: str, out: str) -> list[Run]:
                 [
                     sys.executable,
                     "train.py",
-                    *vae_flags(data_file, out, 2, "--strategy", "multiworker", "--dist", "gs"),
+                    *vae_flags(
+                        data_file, out, 2, "--strategy", "multiworker", "--dist", "gs", jit=True
+                    ),
                 ],
                 cwd=REPO,
                 env=env,
@@ -217,7 +221,9 @@ def runs(tmp_path_factory, data_file):
         jobs = {
             "reference": pool.submit(run_cli, *vae_flags(data_file, out["reference"], EPOCHS)),
             "killed": pool.submit(killed_chain),
-            "vae2": pool.submit(run_cli, *vae_flags(data_file, out["vae2"], 1, *mirrored)),
+            "vae2": pool.submit(
+                run_cli, *vae_flags(data_file, out["vae2"], 1, *mirrored, jit=True)
+            ),
             "sop2": pool.submit(run_cli, *sop, *mirrored),
             "mw": pool.submit(multiworker, data_file, out["mw"]),
         }
