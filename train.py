@@ -1,4 +1,4 @@
-"""Train IGR / Gumbel-Softmax models: `python train.py [vae|sop|approx] [flags]`.
+"""Train IGR / Gumbel-Softmax models: `python train.py [vae|sop|approx|toy] [flags]`.
 
 Parses flags, builds data and model, fits with resumable checkpoints, evaluates, writes
 `OUT/results.json` and TensorBoard logs. With no arguments it trains an IGR-I VAE on the packaged
@@ -16,7 +16,7 @@ from typing import Any
 # The paper's temperatures (SPEC §5) have one home; igr_tf.paper imports no TensorFlow.
 from igr_tf.paper import APPROX_TEMPERATURE, VAE_TEMPERATURE
 
-TASKS = ("vae", "sop", "approx")
+TASKS = ("vae", "sop", "approx", "toy")
 RELAXATIONS = ("igr_i", "igr_sb", "igr_planar", "gs")
 
 
@@ -152,6 +152,7 @@ def build_parser():
     )
     a.add_argument("--successes", type=float, default=50.0, help="negbinomial r")
     a.add_argument("--mc-samples", type=int, default=10_000, help="relaxed samples per step")
+    add_toy_arguments(p)
     return p
 
 
@@ -211,6 +212,8 @@ def check_args(p, args) -> None:
 
 
 def default_out(args) -> str:
+    if args.task == "toy":
+        return os.path.join("runs", f"toy_{args.estimator}_{args.toy}_seed{args.seed}")
     data = os.path.splitext(os.path.basename(args.data_file))[0] if args.data_file else args.dataset
     name = args.target if args.task == "approx" else data
     return os.path.join("runs", f"{args.task}_{args.dist}_{name}_seed{args.seed}")
@@ -409,7 +412,76 @@ def run_approx(args, out: str) -> dict[str, Any]:
     }
 
 
-RUNNERS = {"vae": run_vae, "sop": run_sop, "approx": run_approx}
+# --- toy: gradient estimators on problems with exact gradients (igr_tf.toys) -------------------
+
+
+def add_toy_arguments(p) -> None:
+    t = p.add_argument_group("toy")
+    t.add_argument(
+        "--estimator",
+        default="st_gs",
+        help="toy: an igr_tf.estimators name (st, st_gs, gumbel_rao, gst, reinmax, st_igr_i, "
+        "st_igr_sb, st_igr_planar, reinforce_loo, disarm, rebar, relax); rebar/relax take their "
+        "relaxation from --dist (gs, igr_i, igr_sb), reinforce_loo its distribution (gs or igr_i)",
+    )
+    t.add_argument(
+        "--toy",
+        default="poly",
+        choices=("poly", "categorical"),
+        help="poly: mean |b - 0.45|^p over binary b; categorical: ||sum_v W_v d_v - y||^p",
+    )
+    t.add_argument("--power", type=float, default=None, help="p (default 2 poly, 3 categorical)")
+    t.add_argument(
+        "--toy-vars", type=int, default=None, help="variables (default 128 poly, 3 categorical)"
+    )
+    t.add_argument("--toy-categories", type=int, default=4, help="categorical: K")
+    t.add_argument("--steps", type=int, default=1000, help="Adam steps")
+    t.add_argument("--toy-batch", type=int, default=64, help="samples averaged per step")
+    t.add_argument(
+        "--grad-draws", type=int, default=1000, help="gradient draws for the bias/variance report"
+    )
+    t.add_argument("--sf-samples", type=int, default=2, help="reinforce_loo: samples S >= 2")
+
+
+def run_toy(args, out: str) -> dict[str, Any]:
+    from igr_tf import estimators, toys
+
+    for name in ("power", "toy_vars", "toy_categories", "steps", "toy_batch", "grad_draws"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0; got {value}")
+    if args.toy == "poly":
+        toy = toys.PolynomialToy(args.toy_vars or 128, power=args.power or 2.0)
+    else:
+        toy = toys.CategoricalToy(
+            args.toy_vars or 3, args.toy_categories, power=args.power or 3.0, seed=args.seed
+        )
+    options: dict[str, Any] = {}
+    if args.estimator in ("rebar", "relax"):
+        options["relaxation"] = args.dist
+    if args.estimator == "reinforce_loo":
+        options.update(num_samples=args.sf_samples, distribution=args.dist)
+    if args.estimator == "vimco":
+        raise ValueError("vimco is for multi-sample log-weight objectives; the toys are losses")
+    if args.temperature is not None and args.estimator not in ("reinforce_loo", "disarm"):
+        options["temperature"] = args.temperature
+    estimator = estimators.get(args.estimator, toy.num_categories, **options)
+    result = toys.run_toy(
+        estimator,
+        toy,
+        steps=args.steps,
+        lr=args.lr,
+        batch=args.toy_batch,
+        seed=args.seed,
+        num_draws=args.grad_draws,
+        jit_compile=not args.no_jit,
+        log_every=max(1, args.steps // 200),
+    )
+    result["estimator"] = {"name": args.estimator, **estimator.get_config()}
+    return result
+
+
+RUNNERS = {"vae": run_vae, "sop": run_sop, "approx": run_approx, "toy": run_toy}
 
 
 def main(argv: list[str] | None = None) -> int:
