@@ -65,6 +65,8 @@ def log_upper_tail(t, loc, scale, one_hot, num_nodes: int = _NUM_NODES) -> tf.Te
     log_w, log_1mw, log_weight = (tf.constant(a, _F64) for a in _tanh_sinh_nodes(num_nodes))
     mu_k, sigma_k = _gather(loc, one_hot), _gather(scale, one_hot)
     beta = (t - mu_k) / sigma_k
+    if loc.shape[-1] == 1:  # K = 2: no other coordinate, the integral is the normal tail
+        return log_ndtr(-beta)
     log_p = log_ndtr(-beta)[..., None]  # log P(z_k > t)
     log_below = log_ndtr(beta)[..., None]
     log_up = log_p + log_w  # [..., N]

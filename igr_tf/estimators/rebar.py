@@ -63,6 +63,7 @@ class ControlVariate(keras.layers.Layer):
         learn_temperature: bool = True,
         learn_eta: bool = True,
         zero_init: bool = True,
+        seed: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -73,15 +74,24 @@ class ControlVariate(keras.layers.Layer):
         self.learn_temperature = bool(learn_temperature)
         self.learn_eta = bool(learn_eta)
         self.zero_init = bool(zero_init)
+        self.seed = seed
         self.network: list[keras.layers.Dense] = []
         if self.hidden_units is not None:
+
+            def init(i):
+                return keras.initializers.GlorotUniform(seed=None if seed is None else seed + i)
+
             self.network = [
                 keras.layers.Dense(
-                    u, activation="tanh", name=f"hidden_{i}", dtype=self.dtype_policy
+                    u,
+                    activation="tanh",
+                    kernel_initializer=init(i),
+                    name=f"hidden_{i}",
+                    dtype=self.dtype_policy,
                 )
                 for i, u in enumerate(self.hidden_units)
             ]
-            out_init = "zeros" if self.zero_init else "glorot_uniform"
+            out_init = "zeros" if self.zero_init else init(len(self.hidden_units))
             self.network.append(
                 keras.layers.Dense(
                     1, kernel_initializer=out_init, name="out", dtype=self.dtype_policy
@@ -136,6 +146,7 @@ class ControlVariate(keras.layers.Layer):
             learn_temperature=self.learn_temperature,
             learn_eta=self.learn_eta,
             zero_init=self.zero_init,
+            seed=self.seed,
         )
 
 
@@ -169,6 +180,7 @@ class _ControlVariateEstimator(Estimator):
         learn_control: bool = True,
         hidden_units: tuple[int, ...] | None = None,
         zero_init: bool = True,
+        seed: int | None = None,
     ) -> None:
         super().__init__(num_categories)
         self.family = family(relaxation, self.num_categories)
@@ -192,6 +204,7 @@ class _ControlVariateEstimator(Estimator):
         if hidden_units is not None:
             self.hidden_units = tuple(hidden_units)
         self.zero_init = bool(zero_init)
+        self.seed = seed
         self.control: ControlVariate | None = None
 
     @property
@@ -210,6 +223,7 @@ class _ControlVariateEstimator(Estimator):
             learn_temperature=self.learn_control,
             learn_eta=self.learn_control,
             zero_init=self.zero_init,
+            seed=self.seed,
             dtype=dtype,
             name=f"{self.name}_control",
         )
@@ -290,6 +304,7 @@ class _ControlVariateEstimator(Estimator):
             learn_control=self.learn_control,
             hidden_units=self.hidden_units,
             zero_init=self.zero_init,
+            seed=self.seed,
         )
 
 
