@@ -66,9 +66,13 @@ def ndtri_of_log(log_p: tf.Tensor) -> tf.Tensor:
         - (2.515517 + r * (0.802853 + r * 0.010328))
         / (1.0 + r * (1.432788 + r * (0.189269 + r * 0.001308)))
     )
-    for _ in range(_NEWTON_STEPS):
+
+    def newton(i, x):
         log_cdf = log_ndtr(x)
-        x = x - (log_cdf - lp) * tf.exp(log_cdf - _log_pdf(x))
+        return i + 1, x - (log_cdf - lp) * tf.exp(log_cdf - _log_pdf(x))
+
+    # A while loop: one copy of the body in the graph (and in XLA), not one per step.
+    _, x = tf.while_loop(lambda i, x: i < _NEWTON_STEPS, newton, (tf.constant(0), x))
     x = tf.stop_gradient(x)
     inv_slope = tf.stop_gradient(tf.exp(log_ndtr(x) - _log_pdf(x)))
     return x + (log_p - lp) * inv_slope
