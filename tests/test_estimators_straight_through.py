@@ -97,6 +97,15 @@ def test_forward_law_matches_softmax():
         assert np.all(np.abs(freq - softmax(logits)) < 3 * se), (name, freq)
 
 
+def test_binary_params_give_bernoulli_samples_in_the_first_category():
+    logits = np.array([-1.0, 0.0, 2.0])
+    n = 20000
+    params = estimators.binary_params(tf.constant(np.broadcast_to(logits, (n, 3))))
+    on = estimators.get("st_gs", 2).sample(params, seed=[3, 3]).numpy()[..., 0].mean(0)
+    q = 1 / (1 + np.exp(-logits))
+    assert np.all(np.abs(on - q) < 3 * np.sqrt(q * (1 - q) / n))
+
+
 def test_forward_law_of_igr_straight_through_matches_quadratures():
     n = 20000
     mu, sigma = np.array([-0.4, 0.3, 0.1]), np.array([0.8, 1.3, 0.6])

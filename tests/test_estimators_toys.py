@@ -101,6 +101,23 @@ def test_gradient_diagnostics_callback_logs_per_epoch():
         diagnostics.GradientDiagnostics(gradient_fn, num_draws=1)
 
 
+def test_control_variate_layer_round_trips_through_model_save(tmp_path):
+    from igr_tf.estimators import ControlVariate
+
+    layer = ControlVariate(temperature=0.3, eta=0.7, hidden_units=(4,), zero_init=False, seed=2)
+    relaxed, values = keras.Input((2, 3)), keras.Input(())
+    model = keras.Model([relaxed, values], layer(relaxed, values))
+    x = [
+        np.random.default_rng(0).dirichlet(np.ones(3), (5, 2)).astype("float32"),
+        np.ones(5, "float32"),
+    ]
+    model.save(tmp_path / "cv.keras")
+    loaded = keras.models.load_model(tmp_path / "cv.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    assert loaded.layers[-1].get_config()["hidden_units"] == (4,)
+    assert float(loaded.layers[-1].temperature) == pytest.approx(0.3)
+
+
 # --- train.py toy ---------------------------------------------------------------------------
 
 

@@ -89,7 +89,7 @@ def get(name: str, num_categories: int, **options: Any) -> Estimator:
     Options: temperature (all but the score-function ones; REBAR/RELAX: its initial value),
     num_draws (gumbel_rao), gap (gst), delta (st_igr_i, st_igr_planar), num_flows (st_igr_planar),
     num_samples and distribution (reinforce_loo, vimco), relaxation, conditioning, eta,
-    learn_control, hidden_units, zero_init (rebar, relax).
+    learn_control, hidden_units, zero_init, seed (rebar, relax).
     """
     try:
         cls = _REGISTRY[name]

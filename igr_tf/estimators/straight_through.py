@@ -23,7 +23,7 @@ All are biased; their bias is measured on the toys (see `igr_tf.toys`).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -169,7 +169,6 @@ class ReinMax(HardSampleEstimator):
     """
 
     name = "reinmax"
-    tau_gradient: ClassVar[bool] = False
 
     def _sample(self, params, tau, seed, weights):
         hard, _ = _gumbel_max(params, seed)
