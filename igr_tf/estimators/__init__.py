@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from igr_tf.estimators._base import Estimator, HardSampleEstimator, binary_params
+from igr_tf.estimators._families import FAMILIES
 from igr_tf.estimators.diagnostics import GradientDiagnostics, gradient_statistics
 from igr_tf.estimators.igr_straight_through import STIGRI, STIGRPlanar, STIGRStickBreaking
 from igr_tf.estimators.rebar import REBAR, RELAX, ControlVariate
@@ -33,6 +34,7 @@ from igr_tf.estimators.straight_through import (
     StraightThrough,
     StraightThroughGumbelSoftmax,
 )
+from igr_tf.names import ESTIMATOR_RELAXATIONS, ESTIMATORS
 
 __all__ = [
     "REBAR",
@@ -76,6 +78,14 @@ _REGISTRY: dict[str, type[Estimator]] = {
         RELAX,
     )
 }
+
+# The command line lists the names without importing TensorFlow (igr_tf.names): one list each.
+if tuple(_REGISTRY) != ESTIMATORS:
+    raise ImportError(f"igr_tf.names.ESTIMATORS {ESTIMATORS} != registry {tuple(_REGISTRY)}")
+if tuple(FAMILIES) != ESTIMATOR_RELAXATIONS:
+    raise ImportError(
+        f"igr_tf.names.ESTIMATOR_RELAXATIONS {ESTIMATOR_RELAXATIONS} != families {tuple(FAMILIES)}"
+    )
 
 
 def names() -> tuple[str, ...]:

@@ -1,21 +1,33 @@
-"""How encoder outputs become IGR's Gaussian (loc, scale): the one place the estimators split them.
+"""How encoder outputs become IGR's Gaussian (loc, scale): the relaxations' own split.
 
-This mirrors the relaxations' split (`[loc | ξ]` on the last axis, scale = softplus(ξ) + 1e-4) so
-that an encoder trained with a relaxation can switch to an estimator. When the core exposes its own
-split, replace the body of `igr_loc_scale` with a call to it.
+The estimators read encoder outputs exactly as the IGR relaxations do (`[loc | ξ]` on the last
+axis, scale = softplus(ξ) + 1e-4; `igr_tf.distributions.relaxations._IGR.loc_scale`), so that an
+encoder trained with a relaxation can switch to an estimator. This module only delegates to it.
 """
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
-__all__ = ["MIN_SCALE", "igr_loc_scale"]
+from igr_tf.distributions import relaxations
 
-#: Smallest Gaussian scale the split produces (keeps log σ and 1/σ finite).
-MIN_SCALE = 1e-4
+__all__ = ["igr_loc_scale"]
+
+
+@functools.cache
+def _igr_i(num_categories: int) -> relaxations.Relaxation:
+    return relaxations.get("igr_i", num_categories)
 
 
 def igr_loc_scale(params: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """`[..., 2(K-1)]` -> (loc `[..., K-1]`, scale = softplus(ξ) + MIN_SCALE `[..., K-1]`)."""
-    loc, raw = tf.split(params, 2, axis=-1)
-    return loc, tf.math.softplus(raw) + MIN_SCALE
+    """`[..., 2(K-1)]` -> (loc `[..., K-1]`, scale = softplus(ξ) + 1e-4 `[..., K-1]`)."""
+    params = tf.convert_to_tensor(params)
+    num_params = params.shape[-1]
+    if num_params is None or num_params < 2 or num_params % 2:
+        raise ValueError(
+            f"IGR estimators need 2(K-1) parameters per variable (an even, static last axis "
+            f"≥ 2); got shape {params.shape}."
+        )
+    return _igr_i(num_params // 2 + 1).loc_scale(params)
