@@ -23,7 +23,7 @@ from typing import Any
 
 # No TensorFlow before the flags are checked: both modules import nothing heavy.
 from igr_tf.cli import ArgumentParser, fail, import_tensorflow
-from igr_tf.names import CBM_MODES, RELAXATIONS
+from igr_tf.names import CBM_MODES, ESTIMATOR_RELAXATIONS, ESTIMATORS, RELAXATIONS
 from igr_tf.paper import APPROX_TEMPERATURE, CBM_TEMPERATURE, SOP_TEMPERATURE, VAE_TEMPERATURE
 
 PROG = "train.py"
@@ -284,6 +284,8 @@ def check_args(p: ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def default_out(args: argparse.Namespace) -> str:
+    if args.task == "toy":
+        return os.path.join("runs", f"toy_{args.estimator}_{args.toy}_seed{args.seed}")
     data = os.path.splitext(os.path.basename(args.data_file))[0] if args.data_file else args.dataset
     name = args.target if args.task == "approx" else data
     return os.path.join("runs", f"{args.task}_{args.dist}_{name}_seed{args.seed}")
@@ -855,6 +857,117 @@ register(
         run=run_cbm,
         add_flags=add_cbm_flags,
         resolve=resolve_cbm,
+    ),
+)
+
+
+# ==================================================================================================
+# Task: toy (gradient estimators on problems with exact gradients: igr_tf.estimators, igr_tf.toys)
+# ==================================================================================================
+
+#: The toys are losses; vimco estimates the gradient of a multi-sample log-mean-exp bound.
+TOY_ESTIMATORS = tuple(name for name in ESTIMATORS if name != "vimco")
+#: Estimators that take --dist (their distribution / relaxation) and ignore --temperature.
+TOY_DIST_ESTIMATORS = ("reinforce_loo", "rebar", "relax")
+TOY_NO_TEMPERATURE = ("reinforce_loo", "disarm")
+
+
+def add_toy_flags(p: ArgumentParser) -> None:
+    t = p.add_argument_group("toy")
+    t.add_argument(
+        "--estimator",
+        default="st_gs",
+        help=f"igr_tf.estimators name: {', '.join(TOY_ESTIMATORS)}; "
+        f"{', '.join(TOY_DIST_ESTIMATORS)} sample from --dist ({', '.join(ESTIMATOR_RELAXATIONS)}) "
+        "(default st_gs)",
+    )
+    t.add_argument(
+        "--toy",
+        default="poly",
+        choices=("poly", "categorical"),
+        help="poly: mean |b - 0.45|^p over binary b; categorical: ||sum_v W_v d_v - y||^p",
+    )
+    t.add_argument("--power", type=finite_float, default=None,
+                   help="p, > 0 (default 2 poly, 3 categorical)")  # fmt: skip
+    t.add_argument(
+        "--toy-vars", type=int, default=None, help="variables (default 128 poly, 3 categorical)"
+    )
+    t.add_argument("--toy-categories", type=int, default=4, help="categorical: K, ≥ 2")
+    t.add_argument("--steps", type=int, default=1000, help="Adam steps (--batch-size samples each)")
+    t.add_argument("--grad-draws", type=int, default=1000,
+                   help="gradient draws for the bias/variance report, ≥ 2")  # fmt: skip
+    t.add_argument("--sf-samples", type=int, default=2, help="reinforce_loo: samples S, ≥ 2")
+
+
+def resolve_toy(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    name = args.estimator
+    if name not in TOY_ESTIMATORS:
+        why = "vimco needs a multi-sample log-weight objective and the toys are losses; "
+        why = why if name == "vimco" else ""
+        error(f"--estimator {name}: {why}choose from {', '.join(TOY_ESTIMATORS)}")
+    if args.power is not None and not args.power > 0:
+        error(f"--power must be > 0; got {args.power}")
+    for flag, least in (("toy_vars", 1), ("toy_categories", 2), ("steps", 1), ("grad_draws", 2),
+                        ("sf_samples", 2)):  # fmt: skip
+        value = getattr(args, flag)
+        if value is not None and value < least:
+            error(f"{_flag(flag)} must be ≥ {least}; got {value}")
+    k = 2 if args.toy == "poly" else args.toy_categories
+    if name == "disarm" and k != 2:
+        error(f"--estimator disarm is for binary variables: use --toy poly; got K = {k}")
+    if name in TOY_DIST_ESTIMATORS:
+        # Score functions need an exact pmf; IGR-SB has one only for K = 2.
+        allowed = ESTIMATOR_RELAXATIONS
+        if name == "reinforce_loo" and k != 2:
+            allowed = tuple(d for d in allowed if d != "igr_sb")
+        if args.dist not in allowed:
+            error(f"--dist {args.dist}: {name} with K = {k} takes {', '.join(allowed)}")
+    if name in TOY_NO_TEMPERATURE and args.temperature is not None:
+        error(f"--temperature: {name} has no temperature")
+    if args.lr is None:
+        args.lr = 1e-3
+
+
+def run_toy(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    import tensorflow as tf
+
+    from igr_tf import estimators, toys, training
+
+    if args.toy == "poly":
+        toy = toys.PolynomialToy(args.toy_vars or 128, power=args.power or 2.0)
+    else:
+        toy = toys.CategoricalToy(
+            args.toy_vars or 3, args.toy_categories, power=args.power or 3.0, seed=args.seed
+        )
+    options: dict[str, Any] = {}
+    if args.estimator in ("rebar", "relax"):
+        options["relaxation"] = args.dist
+    if args.estimator == "reinforce_loo":
+        options.update(num_samples=args.sf_samples, distribution=args.dist)
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
+    estimator = estimators.get(args.estimator, toy.num_categories, **options)
+    log_every = max(1, args.steps // 200)
+    result = toys.run_toy(estimator, toy, steps=args.steps, lr=args.lr, batch=args.batch_size,
+                          seed=args.seed, num_draws=args.grad_draws,
+                          jit_compile=not args.no_jit, log_every=log_every)  # fmt: skip
+    if args.chief:
+        with tf.summary.create_file_writer(os.path.join(out, "logs", "train")).as_default():
+            for i, value in enumerate(result["losses"]):
+                tf.summary.scalar("loss", value, step=min(i * log_every, args.steps - 1))
+        training.write_test_summary(os.path.join(out, "logs"), result["metrics"],
+                                    step=args.steps - 1, hparams=run_flags(args))  # fmt: skip
+    result["estimator"] = {"name": args.estimator, **estimator.get_config()}
+    return result
+
+
+register(
+    "toy",
+    Task(
+        help="gradient estimators on toy losses with exact gradients",
+        run=run_toy,
+        add_flags=add_toy_flags,
+        resolve=resolve_toy,
     ),
 )
 

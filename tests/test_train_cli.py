@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import glob
+import itertools
 import json
 import math
 import os
@@ -36,7 +37,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
 import train  # noqa: E402
-from igr_tf import datasets  # noqa: E402
+from igr_tf import datasets, toys  # noqa: E402
 from models.vae import DiscreteVAE  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -324,6 +325,11 @@ def test_dist_choices_are_the_registry_names():
         (["approx", "--successes", "-1"], "--successes must be > 0"),
         (["approx", "--mc-samples", "0"], "--mc-samples must be ≥ 1"),
         (["--config", "nope"], "--config: no config 'nope'; known: approx_paper"),
+        (["toy", "--estimator", "vimco"], "--estimator vimco: vimco needs a multi-sample"),
+        (["toy", "--estimator", "nope"], "--estimator nope: choose from st, st_gs, gumbel_rao"),
+        (["toy", "--estimator", "disarm", "--toy", "categorical"], "disarm is for binary"),
+        (["toy", "--estimator", "rebar", "--dist", "igr_planar"], "--dist igr_planar: rebar"),
+        (["toy", "--steps", "0"], "--steps must be ≥ 1; got 0"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(args, fragment):
@@ -713,3 +719,34 @@ def test_diverging_approx_run_exits_2(tmp_path, capsys):
     )
     assert_one_line_error(run, "the fit diverged", "lower --lr (now 1000000.0)")
     assert not os.path.exists(tmp_path / "approx" / "results.json")
+
+
+def test_toy_reports_the_loss_curve_and_the_gradient_bias_against_the_exact_one(tmp_path, capsys):
+    out = str(tmp_path / "toy")
+    argv = ["toy", "--estimator", "st", "--toy", "categorical", "--steps", "20"]
+    argv += ["--grad-draws", "2000", "--batch-size", "8", "--no-jit", "--out", out]
+    run = run_main(argv, capsys)
+    assert run.returncode == 0, run.stderr
+    with open(os.path.join(out, "results.json")) as f:
+        res = json.load(f)
+    m = res["metrics"]
+    assert len(res["losses"]) == 20 and np.all(np.isfinite(res["losses"]))
+    assert m["final_loss_exact"] and m["final_loss"] == res["losses"][-1]
+    # The start is near-uniform (logits within ±0.01, so each of the 4^3 outcomes' probability is
+    # within a factor e^±0.06 of 1/64): the exact loss is the outcomes' mean, from numpy here.
+    toy = toys.CategoricalToy(3, 4, power=3.0, seed=0)
+    values = [
+        np.linalg.norm(sum(toy.embedding[v, b] for v, b in enumerate(o)) - toy.goal) ** 3
+        for o in itertools.product(range(4), repeat=3)
+    ]
+    assert m["exact_loss_at_init"] == pytest.approx(np.mean(values), rel=0.06)
+    # Plain straight-through on a cubic loss: a bias far above its Monte Carlo noise.
+    assert m["bias_norm_at_init"] > 5 * m["bias_se_at_init"] > 0
+    assert 0 <= m["zero_fraction_at_init"] <= 1 and m["num_draws_at_end"] == 2000
+    assert res["estimator"]["name"] == "st" and res["flags"]["lr"] == 1e-3
+    steps = sorted(s for s, _ in events(os.path.join(out, "logs", "train"))["loss"])
+    assert steps == list(range(20))
+    p = train.build_parser()
+    args = train.parse_args(p, ["toy", "--estimator", "reinmax"])
+    train.check_args(p, args)
+    assert args.out == os.path.join("runs", "toy_reinmax_poly_seed0")
