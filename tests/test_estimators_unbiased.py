@@ -108,7 +108,7 @@ def categorical_exact_igr_sb(loc, scale, h=1e-2):
     outcomes, values = categorical_values()
 
     def pmf(mu, sigma):
-        return categorical.stick_breaking_pmf(mu, sigma, grid_size=768, num_nodes=32)
+        return categorical.stick_breaking_pmf(mu, sigma, grid_step=0.01, num_nodes=32)
 
     base = [pmf(loc[v], scale[v]) for v in range(3)]
 

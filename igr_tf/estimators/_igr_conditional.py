@@ -10,23 +10,24 @@ noise u ∈ (0, 1)^{K-1}:
   and given t the others are independent normals truncated to (−∞, t). With the upper tail
   Q_k(t) = ∫_t^∞ N(s; μ_k, σ_k²) Π_{j≠k} Φ((s − μ_j)/σ_j) ds, t solves Q_k(t) = u_k Q_k(0).
 
-Q_k is a 1-D integral, computed like `igr_tf.categorical.igr_i_log_pmf` (tanh-sinh nodes in the
-conditional tail probability of z_k, all in log space), but for one category and a lower limit t
-per variable, with the light normal functions of `_normal` (fast to trace). log Q_k is concave
-in t (Q_k is the tail integral of a log-concave function), so
-Newton's method started right of the root (from the bound Q_k(t) ≤ Φ((μ_k − t)/σ_k)) decreases
-monotonically to it. The gradient of t is attached by the implicit function theorem,
-dt/dθ = −(∂h/∂θ)/(∂h/∂t) for h(t; θ) = log Q_k(t) − log Q_k(0) − log u_k, not by differentiating
+Q_k is a 1-D integral, computed on tanh-sinh nodes in the conditional tail probability of z_k
+(all in log space; `_tanh_sinh_nodes`) for one category and a lower limit t per variable, with
+the light normal functions of `_normal` (fast to trace). log Q_k is concave in t (Q_k is the tail
+integral of a log-concave function), so Newton's method started right of the root (from the
+bound Q_k(t) ≤ Φ((μ_k − t)/σ_k)) decreases monotonically to it. The gradient of t is attached by
+the implicit function theorem, dt/dθ = −(∂h/∂θ)/(∂h/∂t) for
+h(t; θ) = log Q_k(t) − log Q_k(0) − log u_k, not by differentiating
 the iterations. Everything runs in float64 and compiles with XLA.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import tensorflow as tf
 
-from igr_tf.categorical import _tanh_sinh_nodes
 from igr_tf.estimators._normal import log_add_exp, log_ndtr, ndtri_log, ndtri_of_log
 
 __all__ = ["conditional_igr_i", "log_upper_tail", "truncated_normal_below"]
@@ -38,6 +39,23 @@ _F64 = tf.float64
 _NUM_NODES = 64
 _NEWTON_STEPS = 10
 _LOG_BIG = 100.0  # caps Q/g (the inverse slope of log Q) at e^100: finite steps and gradients
+# The nodes cover u in [-U, U] with pi sinh(U) = _TS_EXTENT: the conditional tail mass neglected
+# at either end is about exp(-_TS_EXTENT) ~ 2e-16.
+_TS_EXTENT = 36.0
+
+
+@functools.cache
+def _tanh_sinh_nodes(num_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Tanh-sinh rule on (0, 1) in log space: nodes `w(u) = sigmoid(π sinh u)` on an equispaced
+    u-grid of step h, weights `h π cosh(u) w (1 - w)`; returns float64 (log w, log(1 - w),
+    log weight), with log w and log(1 - w) accurate where w or 1 - w is below 1e-15. Computed
+    once per node count in Python (cached), so tracing builds constants only.
+    """
+    u = np.linspace(-math.asinh(_TS_EXTENT / math.pi), math.asinh(_TS_EXTENT / math.pi), num_nodes)
+    s = math.pi * np.sinh(u)
+    log_w = -np.logaddexp(0.0, -s)
+    log_1mw = -np.logaddexp(0.0, s)
+    return log_w, log_1mw, np.log((u[1] - u[0]) * math.pi * np.cosh(u)) + log_w + log_1mw
 
 
 @_plain
@@ -60,7 +78,7 @@ def log_upper_tail(t, loc, scale, one_hot, num_nodes: int = _NUM_NODES) -> tf.Te
     `t` `[...]`; `loc`, `scale` `[..., K-1]`; `one_hot` `[..., K-1]` marks k. The integral is
     P(z_k > t) times the mean of the product over z_k's conditional tail, in
     w = P(z_k > s | z_k > t)
-    on tanh-sinh nodes (see `igr_tf.categorical.igr_i_log_pmf`).
+    on tanh-sinh nodes (`_tanh_sinh_nodes`).
     """
     log_w, log_1mw, log_weight = (tf.constant(a, _F64) for a in _tanh_sinh_nodes(num_nodes))
     mu_k, sigma_k = _gather(loc, one_hot), _gather(scale, one_hot)
