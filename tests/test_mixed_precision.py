@@ -25,6 +25,7 @@ def policy(request):
 
 @pytest.mark.parametrize("name", relaxations.names())
 def test_discrete_vae_trains_under_mixed_precision(name, policy):
+    keras.utils.set_random_seed(0)  # the same weights whatever ran before
     rng = np.random.default_rng(0)
     x = (rng.random((32, 4, 4, 1)) > 0.5).astype("float32")
     model = DiscreteVAE(
@@ -40,7 +41,9 @@ def test_discrete_vae_trains_under_mixed_precision(name, policy):
     if policy == "mixed_float16":
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     before = [w.numpy().copy() for w in model.trainable_weights]
-    history = model.fit(x, epochs=2, batch_size=16, verbose=0)
+    # 12 steps: float16's dynamic loss scale starts at 2^15 and skips the steps whose scaled
+    # gradients overflow while it halves, which can take the first few steps.
+    history = model.fit(x, epochs=3, batch_size=8, verbose=0)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)), losses
     moved = [
