@@ -83,9 +83,9 @@ def test_malformed_only_and_set_are_one_line_errors(capsys):
 
 
 def test_grid_on_a_local_ray_instance_runs_each_configuration_as_a_task(tmp_path):
-    """A tiny grid of three approximation runs, one already finished: the other two run as Ray
-    tasks on a local instance (needs the `cluster` extra; CI installs it) and write results."""
-    block = {"dist": ["gs", "igr_i", "igr_sb"], "target": ["discrete"], "seed": [0]}
+    """A tiny grid of two approximation runs, one already finished: the other runs as a Ray task
+    on a local instance (needs the `cluster` extra; CI installs it) and writes its results."""
+    block = {"dist": ["gs", "igr_sb"], "target": ["discrete"], "seed": [0]}
     spec = {"config": "approx_paper", "grid": block}
     (tmp_path / "tiny.json").write_text(json.dumps(spec))
     runs = tmp_path / "runs"
@@ -100,8 +100,8 @@ def test_grid_on_a_local_ray_instance_runs_each_configuration_as_a_task(tmp_path
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "Started a local Ray instance" in proc.stderr
-    assert "3 runs: 1 already finished, 0 failed." in proc.stdout
-    for dist in ("gs", "igr_i"):
+    assert "2 runs: 1 already finished, 0 failed." in proc.stdout
+    for dist in ("gs",):
         res = json.loads((runs / "tiny" / f"dist={dist},target=discrete,seed=0" / "results.json")
                          .read_text())  # fmt: skip
         assert res["flags"]["dist"] == dist and res["flags"]["epochs"] == 1

@@ -143,8 +143,8 @@ def tiny_npz(path, n=60) -> str:
 
 
 # Tiny, fast settings: 54 training images (6 held out for test) in batches of 20: 3 steps/epoch.
-# XLA is off except in the tf.distribute runs that test it: compiling costs each process more
-# than its 12 training steps, and exact resume is claimed (and tested) on the CPU kernels.
+# XLA is off except in the mirrored runs that test it: compiling costs each process more than
+# its 12 training steps, and exact resume is claimed (and tested) on the CPU kernels.
 def vae_flags(data_file, out, epochs, *extra, jit=False) -> list[str]:
     return [
         "vae", "--data-file", data_file, "--epochs", str(epochs), "--batch-size", "20",
@@ -175,9 +175,7 @@ def multiworker(data_file: str, out: str) -> list[Run]:
                 [
                     sys.executable,
                     "train.py",
-                    *vae_flags(
-                        data_file, out, 2, "--strategy", "multiworker", "--dist", "gs", jit=True
-                    ),
+                    *vae_flags(data_file, out, 2, "--strategy", "multiworker", "--dist", "gs"),
                 ],
                 cwd=REPO,
                 env=env,
