@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
-from igr_tf.categorical import _tanh_sinh_nodes
 from igr_tf.estimators._normal import log_add_exp, log_ndtr, ndtri_log, ndtri_of_log
 
 __all__ = ["conditional_igr_i", "log_upper_tail", "truncated_normal_below"]
@@ -38,6 +38,25 @@ _F64 = tf.float64
 _NUM_NODES = 64
 _NEWTON_STEPS = 10
 _LOG_BIG = 100.0  # caps Q/g (the inverse slope of log Q) at e^100: finite steps and gradients
+# Tanh-sinh nodes cover u in [-U, U] with pi sinh(U) = _TS_EXTENT: the neglected tail mass at
+# either end is about exp(-_TS_EXTENT) ~ 2e-16.
+_TS_EXTENT = 36.0
+
+
+def _tanh_sinh_nodes(num_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Log-space tanh-sinh rule on (0, 1): `(log w, log(1 - w), log weight)`, float64.
+
+    `w(u) = sigmoid(π sinh u)` on an equispaced u-grid of step h; a node's weight is
+    `h π cosh(u) w (1 - w)`. (It lived in igr_tf.categorical until the IGR-I pmf moved to a
+    Gauss-Legendre rule; this module is now its only user.)
+    """
+    big_u = math.asinh(_TS_EXTENT / math.pi)
+    u = np.linspace(-big_u, big_u, num_nodes)
+    h = u[1] - u[0]
+    s = math.pi * np.sinh(u)
+    log_w = -np.logaddexp(0.0, -s)
+    log_1mw = -np.logaddexp(0.0, s)
+    return log_w, log_1mw, np.log(h * math.pi * np.cosh(u)) + log_w + log_1mw
 
 
 @_plain
