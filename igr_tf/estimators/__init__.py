@@ -19,12 +19,14 @@ logits into K = 2 logits).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from igr_tf.estimators._base import Estimator, HardSampleEstimator, binary_params
 from igr_tf.estimators._families import FAMILIES
 from igr_tf.estimators.diagnostics import GradientDiagnostics, gradient_statistics
 from igr_tf.estimators.igr_straight_through import STIGRI, STIGRPlanar, STIGRStickBreaking
+from igr_tf.estimators.latent import EstimatorLatent
 from igr_tf.estimators.rebar import REBAR, RELAX, ControlVariate
 from igr_tf.estimators.score_function import VIMCO, DisARM, ReinforceLOO
 from igr_tf.estimators.straight_through import (
@@ -44,6 +46,7 @@ __all__ = [
     "ControlVariate",
     "DisARM",
     "Estimator",
+    "EstimatorLatent",
     "GappedStraightThrough",
     "GradientDiagnostics",
     "GumbelRao",
@@ -58,6 +61,7 @@ __all__ = [
     "get",
     "gradient_statistics",
     "names",
+    "option_names",
 ]
 
 _REGISTRY: dict[str, type[Estimator]] = {
@@ -91,6 +95,14 @@ if tuple(FAMILIES) != ESTIMATOR_RELAXATIONS:
 def names() -> tuple[str, ...]:
     """The registered estimator names."""
     return tuple(_REGISTRY)
+
+
+def option_names(name: str) -> tuple[str, ...]:
+    """The keyword options `get(name, ...)` accepts (e.g. to pass a model's temperature on)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown estimator {name!r}; known: {', '.join(_REGISTRY)}.")
+    params = inspect.signature(_REGISTRY[name].__init__).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
 
 
 def get(name: str, num_categories: int, **options: Any) -> Estimator:
