@@ -36,7 +36,7 @@ from igr_tf.estimators.straight_through import (
     StraightThrough,
     StraightThroughGumbelSoftmax,
 )
-from igr_tf.names import ESTIMATOR_RELAXATIONS, ESTIMATORS
+from igr_tf.names import ESTIMATOR_RELAXATIONS, ESTIMATORS, OBJECTIVE_ESTIMATORS
 
 __all__ = [
     "REBAR",
@@ -86,6 +86,8 @@ _REGISTRY: dict[str, type[Estimator]] = {
 # The command line lists the names without importing TensorFlow (igr_tf.names): one list each.
 if tuple(_REGISTRY) != ESTIMATORS:
     raise ImportError(f"igr_tf.names.ESTIMATORS {ESTIMATORS} != registry {tuple(_REGISTRY)}")
+if tuple(n for n, c in _REGISTRY.items() if c.needs_objective) != OBJECTIVE_ESTIMATORS:
+    raise ImportError(f"igr_tf.names.OBJECTIVE_ESTIMATORS {OBJECTIVE_ESTIMATORS} is out of date")
 if tuple(FAMILIES) != ESTIMATOR_RELAXATIONS:
     raise ImportError(
         f"igr_tf.names.ESTIMATOR_RELAXATIONS {ESTIMATOR_RELAXATIONS} != families {tuple(FAMILIES)}"

@@ -62,6 +62,7 @@ class EstimatorLatent(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         # REBAR/RELAX's control variate (a Keras layer: tracked, trained, saved with the model).
         self.control = self.estimator.build(self.num_vars)
+        self.flow_weights: dict[str, Any] = {}  # created in build (st_igr_planar's flows)
 
     @property
     def params_size(self) -> int:
@@ -147,7 +148,7 @@ class EstimatorLatent(keras.layers.Layer):
         """Whether `categorical_log_probs` is exact (False: a Monte Carlo estimate)."""
         return self.estimator.exact_categorical
 
-    def call(self, inputs, discrete: bool = True) -> dict[str, tf.Tensor]:
+    def call(self, inputs, training=None) -> dict[str, tf.Tensor]:
         """A discrete draw (no gradient) from the estimator's categorical: {"sample"}."""
         log_probs = self.categorical_log_probs(inputs)
         flat = tf.reshape(log_probs, [-1, self.num_categories])
@@ -180,4 +181,3 @@ class EstimatorLatent(keras.layers.Layer):
             binary=self.binary,
             seed=self.seed,
         )
-
