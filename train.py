@@ -139,8 +139,9 @@ def build_parser() -> ArgumentParser:
     g.add_argument(
         "--estimator",
         default=None,
-        help="gradient estimator (igr_tf.estimators): vae/sop: default none, the relaxed --dist "
-        "sample; toy: default st_gs",
+        help=f"gradient estimator ({', '.join(ESTIMATORS)}): vae/sop: default none, the relaxed "
+        "--dist sample (sop: the hard-sample ones, without "
+        f"{', '.join(OBJECTIVE_ESTIMATORS)}); toy: default st_gs",
     )
     g.add_argument(
         "--temperature",

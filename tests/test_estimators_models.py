@@ -207,3 +207,17 @@ def test_cli_vae_with_an_estimator_writes_results_and_refuses_another_on_resume(
     os.remove(os.path.join(out, "results.json"))
     again = run_main(vae_flags(data, out, 2, "--estimator", "st"), capsys)
     assert_one_line_error(again, "was written with other flags", "--estimator 'st_gs' (now 'st')")
+
+
+def test_cli_sop_with_an_estimator_writes_results(tmp_path, capsys):
+    data = tiny_npz(tmp_path / "tiny.npz", n=30)
+    out = str(tmp_path / "sop")
+    argv = ["sop", "--estimator", "gst", "--data-file", data, "--epochs", "1",
+            "--batch-size", "20", "--eval-samples", "3", "--verbose", "0", "--no-jit",
+            "--out", out]  # fmt: skip
+    run = run_main(argv, capsys)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+        results = json.load(f)
+    assert results["flags"]["estimator"] == "gst"
+    assert 0 < results["metrics"]["test_nll"] < 392 * math.log(2) * 2
