@@ -23,7 +23,13 @@ from typing import Any
 
 # No TensorFlow before the flags are checked: both modules import nothing heavy.
 from igr_tf.cli import ArgumentParser, fail, import_tensorflow
-from igr_tf.names import CBM_MODES, ESTIMATOR_RELAXATIONS, ESTIMATORS, RELAXATIONS
+from igr_tf.names import (
+    CBM_MODES,
+    ESTIMATOR_RELAXATIONS,
+    ESTIMATORS,
+    OBJECTIVE_ESTIMATORS,
+    RELAXATIONS,
+)
 from igr_tf.paper import APPROX_TEMPERATURE, CBM_TEMPERATURE, SOP_TEMPERATURE, VAE_TEMPERATURE
 
 PROG = "train.py"
@@ -130,6 +136,13 @@ def build_parser() -> ArgumentParser:
     )
     g = p.add_argument_group("common")
     g.add_argument("--dist", default="igr_i", choices=RELAXATIONS, help="relaxation")
+    g.add_argument(
+        "--estimator",
+        default=None,
+        help=f"gradient estimator ({', '.join(ESTIMATORS)}): vae/sop: default none, the relaxed "
+        "--dist sample (sop: the hard-sample ones, without "
+        f"{', '.join(OBJECTIVE_ESTIMATORS)}); toy: default st_gs",
+    )
     g.add_argument(
         "--temperature",
         type=finite_float,
@@ -288,7 +301,8 @@ def default_out(args: argparse.Namespace) -> str:
         return os.path.join("runs", f"toy_{args.estimator}_{args.toy}_seed{args.seed}")
     data = os.path.splitext(os.path.basename(args.data_file))[0] if args.data_file else args.dataset
     name = args.target if args.task == "approx" else data
-    return os.path.join("runs", f"{args.task}_{args.dist}_{name}_seed{args.seed}")
+    latent = args.dist if getattr(args, "estimator", None) is None else args.estimator
+    return os.path.join("runs", f"{args.task}_{latent}_{name}_seed{args.seed}")
 
 
 def run_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -490,6 +504,20 @@ def check_latent_model_flags(args: argparse.Namespace, error: Callable[[str], No
         args.lr = 1e-3
 
 
+def check_estimator(args, allowed: tuple[str, ...], why: str, error: Callable[[str], None]) -> None:
+    """--estimator (vae, sop): None (the relaxed sample) or one of `allowed`."""
+    name = args.estimator
+    if name is None:
+        return
+    if name not in allowed:
+        reason = f"{why}; " if name in ESTIMATORS else ""
+        error(f"--estimator {name}: {reason}choose from {', '.join(allowed)}")
+    if args.samples != 1:
+        error(f"--samples {args.samples}: with --estimator the estimator draws its own samples")
+    if args.hard:
+        error("--hard: --estimator samples are already one-hot (for ST-GS: --estimator st_gs)")
+
+
 # ==================================================================================================
 # Task: vae
 # ==================================================================================================
@@ -497,6 +525,9 @@ def check_latent_model_flags(args: argparse.Namespace, error: Callable[[str], No
 
 def resolve_vae(args: argparse.Namespace, error: Callable[[str], None]) -> None:
     check_latent_model_flags(args, error)
+    binary = args.num_categories == 2
+    allowed = tuple(n for n in ESTIMATORS if binary or n != "disarm")
+    check_estimator(args, allowed, "disarm is for binary variables (--num-categories 2)", error)
     if args.temperature is None:
         args.temperature = VAE_TEMPERATURE[args.dist]
 
@@ -508,10 +539,19 @@ def vae_images(model, data, args):
     x = next(iter(data.test.batch(8)))  # the test set may hold fewer than 8
     pixels = x.shape[1] * x.shape[2]
 
+    def prior_sample(seed):
+        if args.estimator is not None:  # one-hot draws from the estimator's prior categorical
+            log_p = tf.broadcast_to(model.latent.prior_categorical_log_probs(),
+                                    [x.shape[0] * args.num_vars, args.num_categories])  # fmt: skip
+            idx = tf.random.stateless_categorical(log_p, 1, seed=seed)[:, 0]
+            one_hot = tf.one_hot(idx, args.num_categories)
+            return tf.reshape(one_hot, [x.shape[0], args.num_vars, args.num_categories])
+        prior = model.latent.relaxation.prior(model.latent.temperature, num_vars=args.num_vars)
+        return prior.sample(x.shape[0], seed=seed)
+
     def images(epoch: int):
         recon = tf.sigmoid(model(x, training=False)[:, :pixels])
-        prior = model.latent.relaxation.prior(model.latent.temperature, num_vars=args.num_vars)
-        z = prior.sample(x.shape[0], seed=tf.constant([args.seed, epoch], tf.int32))
+        z = prior_sample(tf.constant([args.seed, epoch], tf.int32))
         gen = tf.sigmoid(model.decoder(tf.cast(z, tf.float32))[:, :pixels])
         return tf.concat([x, tf.reshape(recon, tf.shape(x)), tf.reshape(gen, tf.shape(x))], 0)
 
@@ -538,6 +578,7 @@ def run_vae(args: argparse.Namespace, out: str) -> dict[str, Any]:
             relaxation_options=relaxation_options(args),
             hard=args.hard,
             seed=args.seed,
+            estimator=args.estimator,
         )
         training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
     info = fit(model, data, args, out, vae_images(model, data, args))
@@ -569,6 +610,9 @@ register(
 
 def resolve_sop(args: argparse.Namespace, error: Callable[[str], None]) -> None:
     check_latent_model_flags(args, error)
+    hard_sample = tuple(n for n in ESTIMATORS if n not in OBJECTIVE_ESTIMATORS)
+    why = "sop's stacked stochastic layers take hard-sample estimators only"
+    check_estimator(args, hard_sample, why, error)
     if args.temperature is None:
         args.temperature = SOP_TEMPERATURE
 
@@ -592,6 +636,7 @@ def run_sop(args: argparse.Namespace, out: str) -> dict[str, Any]:
             num_test_samples=args.eval_samples,
             relaxation_options=relaxation_options(args),
             seed=args.seed,
+            estimator=args.estimator,
         )
         lr = training.InverseTimeDecayFloor(initial_learning_rate=args.lr)
         training.compile_model(model, keras.optimizers.Adam(lr), jit_compile=not args.no_jit)
@@ -874,13 +919,7 @@ TOY_NO_TEMPERATURE = ("reinforce_loo", "disarm")
 
 def add_toy_flags(p: ArgumentParser) -> None:
     t = p.add_argument_group("toy")
-    t.add_argument(
-        "--estimator",
-        default="st_gs",
-        help=f"igr_tf.estimators name: {', '.join(TOY_ESTIMATORS)}; "
-        f"{', '.join(TOY_DIST_ESTIMATORS)} sample from --dist ({', '.join(ESTIMATOR_RELAXATIONS)}) "
-        "(default st_gs)",
-    )
+    # --estimator is a common flag (vae and sop take it too).
     t.add_argument(
         "--toy",
         default="poly",
@@ -900,6 +939,10 @@ def add_toy_flags(p: ArgumentParser) -> None:
 
 
 def resolve_toy(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    """--estimator: one of TOY_ESTIMATORS (default st_gs); TOY_DIST_ESTIMATORS sample from
+    --dist (one of ESTIMATOR_RELAXATIONS)."""
+    if args.estimator is None:
+        args.estimator = "st_gs"
     name = args.estimator
     if name not in TOY_ESTIMATORS:
         why = "vimco needs a multi-sample log-weight objective and the toys are losses; "

@@ -9,7 +9,14 @@ registry (`igr_tf.estimators.names()`) exactly `ESTIMATORS`, and `igr_tf.concept
 
 from __future__ import annotations
 
-__all__ = ["CBM_MODES", "ESTIMATORS", "ESTIMATOR_RELAXATIONS", "NAMES", "RELAXATIONS"]
+__all__ = [
+    "CBM_MODES",
+    "ESTIMATORS",
+    "ESTIMATOR_RELAXATIONS",
+    "NAMES",
+    "OBJECTIVE_ESTIMATORS",
+    "RELAXATIONS",
+]
 
 #: Names accepted by `igr_tf.distributions.get`, in the registry's order.
 RELAXATIONS: tuple[str, ...] = ("igr_i", "igr_sb", "igr_planar", "gs", "perturb_exponential")
@@ -34,6 +41,10 @@ ESTIMATORS: tuple[str, ...] = (
     "rebar",
     "relax",
 )
+
+#: The estimators that evaluate the objective themselves (`Estimator.needs_objective`); the others
+#: are hard-sample estimators (a one-hot sample with a custom gradient).
+OBJECTIVE_ESTIMATORS: tuple[str, ...] = ("reinforce_loo", "vimco", "disarm", "rebar", "relax")
 
 #: Distributions the score-function and control-variate estimators sample from (their
 #: `distribution=` / `relaxation=` option), in the order of `igr_tf.estimators`' families.

@@ -18,6 +18,12 @@ where in training the `b_s` are relaxed (continuous, reparameterised) samples an
 they are rounded (`argmax`, exactly binary) samples. By Jensen the S-sample estimate is an upper
 bound on −log p(x_l | x_u) that tightens as S grows.
 
+With `estimator=NAME` (a hard-sample estimator of `igr_tf.estimators`: one that needs no
+objective) every stochastic layer is an `igr_tf.estimators.EstimatorLatent(binary=True)`: in
+training the `b_s` are exactly binary samples whose gradient is the estimator's, and in testing
+they are drawn from the estimator's categorical. Each layer has the estimator's parameters per
+unit (K = 2 logits for the logit estimators, IGR's (μ, ξ) for st_igr_*).
+
 Architectures ("Dense → stochastic" is a Dense producing the latent's parameters, then the
 `DiscreteLatent`):
 
@@ -34,6 +40,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from igr_tf.estimators import EstimatorLatent, option_names
 from igr_tf.evaluation import log_mean_exp
 from igr_tf.layers import DiscreteLatent, work_dtype
 
@@ -79,6 +86,9 @@ class StructuredOutputPredictor(keras.Model):
       num_test_samples: S for the test NLL in `test_step` (rounded samples).
       relaxation_options: keyword options of the relaxation (e.g. `{"delta": 1.0}`).
       seed: seed of the stochastic layers (layer l gets `seed + l`); `None` for a random one.
+      estimator: None (relaxed samples) or the name of a hard-sample estimator; `temperature`
+        is passed on where it takes one, and `relaxation`, `relaxation_options` are unused.
+      estimator_options: further keyword options of `igr_tf.estimators.get`.
 
     `call(images)` returns the Bernoulli logits `[B, 392]` of the lower half given one relaxed
     sample (`discrete=True`: one rounded sample). The trackers are "loss" (the S-sample relaxed
@@ -96,6 +106,8 @@ class StructuredOutputPredictor(keras.Model):
         num_test_samples: int = 100,
         relaxation_options: dict[str, Any] | None = None,
         seed: int | None = None,
+        estimator: str | None = None,
+        estimator_options: dict[str, Any] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -118,6 +130,8 @@ class StructuredOutputPredictor(keras.Model):
         self.num_test_samples = int(num_test_samples)
         self.relaxation_options = dict(relaxation_options or {})
         self.seed = seed
+        self.estimator = estimator
+        self.estimator_options = dict(estimator_options or {})
 
         num_layers, nonlinear = ARCHITECTURES[architecture]
         self.hidden: list[keras.layers.Dense] = []
@@ -128,16 +142,20 @@ class StructuredOutputPredictor(keras.Model):
                 self.hidden.append(
                     keras.layers.Dense(self.num_units, activation="tanh", name=f"hidden_{i}")
                 )
-            latent = DiscreteLatent(
-                relaxation,
-                num_vars=self.num_units,
-                num_categories=2,
-                temperature=self.temperature,
-                binary=True,
-                relaxation_options=self.relaxation_options,
-                seed=None if seed is None else seed + i,
-                name=f"latent_{i}",
-            )
+            layer_seed = None if seed is None else seed + i
+            if estimator is None:
+                latent = DiscreteLatent(
+                    relaxation,
+                    num_vars=self.num_units,
+                    num_categories=2,
+                    temperature=self.temperature,
+                    binary=True,
+                    relaxation_options=self.relaxation_options,
+                    seed=layer_seed,
+                    name=f"latent_{i}",
+                )
+            else:
+                latent = self._estimator_latent(estimator, layer_seed, f"latent_{i}")
             self.to_params.append(keras.layers.Dense(latent.params_size, name=f"params_{i}"))
             self.latents.append(latent)
         self.decoder = keras.layers.Dense(HALF_PIXELS, name="lower_logits")
@@ -146,6 +164,20 @@ class StructuredOutputPredictor(keras.Model):
         # The input shape is fixed, so build now: the custom steps never go through __call__,
         # and an unbuilt model would save no weights.
         self.build((None, 28, 28, 1))
+
+    def _estimator_latent(self, estimator: str, seed, name: str) -> EstimatorLatent:
+        options = (
+            {"temperature": self.temperature} if "temperature" in option_names(estimator) else {}
+        )
+        options.update(self.estimator_options)
+        latent = EstimatorLatent(estimator, self.num_units, 2, options, binary=True, seed=seed,
+                                 name=name)  # fmt: skip
+        if latent.needs_objective:
+            raise ValueError(
+                f"`estimator` {estimator!r} evaluates the objective itself; the SOP's stacked "
+                "stochastic layers take hard-sample estimators (needs_objective False)."
+            )
+        return latent
 
     # --- network -------------------------------------------------------------------------------
     def build(self, input_shape) -> None:
@@ -170,7 +202,13 @@ class StructuredOutputPredictor(keras.Model):
         for i, (to_params, latent) in enumerate(zip(self.to_params, self.latents, strict=True)):
             if self.hidden:
                 h = self.hidden[i](h)
-            h = latent(to_params(h), discrete=discrete)["sample"]
+            params = to_params(h)
+            if isinstance(latent, EstimatorLatent):
+                # Training: the estimator's sample; testing: a draw from its categorical.
+                h = latent(params)["sample"] if discrete else latent.sample(params)
+                h = tf.cast(h, params.dtype)
+            else:
+                h = latent(params, discrete=discrete)["sample"]
         out = self.decoder(h)
         return tf.cast(out, work_dtype(out.dtype))
 
@@ -294,5 +332,7 @@ class StructuredOutputPredictor(keras.Model):
             num_test_samples=self.num_test_samples,
             relaxation_options=self.relaxation_options,
             seed=self.seed,
+            estimator=self.estimator,
+            estimator_options=self.estimator_options,
         )
         return config

@@ -7,6 +7,12 @@ loss (S > 1):  −log (1/S) Σ_s p(x | ψ_s) p(ψ_s) / q(ψ_s | x)      (importa
 ```
 
 The model never looks at which relaxation it holds: the latent layer gives samples and the KL term.
+
+With `estimator=NAME` (any of `igr_tf.estimators.names()` that applies to K categories) the latent
+is an `igr_tf.estimators.EstimatorLatent`: the loss is `surrogate(d ↦ −log p(x | d)) + KL` with d
+exactly one-hot and KL the estimator's closed-form KL of its categorical to the uniform prior
+(`EstimatorLatent` documents the exceptions: VIMCO's importance-weighted bound, the Gaussian KL of
+st_igr_sb for K > 2 and st_igr_planar). The test log-likelihood uses the estimator's categorical.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from igr_tf import evaluation
+from igr_tf.estimators import EstimatorLatent, option_names
 from igr_tf.layers import DiscreteLatent, work_dtype
 
 __all__ = ["ARCHITECTURES", "DiscreteVAE", "LIKELIHOODS"]
@@ -102,6 +109,10 @@ class DiscreteVAE(keras.Model):
       hard: straight-through (as `gumbel_softmax(hard=True)`): forward one-hot, backward the
         relaxed gradient.
       seed: seed of the latent layer's sampling.
+      estimator: None (the relaxed sample above) or a gradient estimator's name; its latent
+        samples are exactly one-hot and `relaxation`, `relaxation_options` and `hard` are unused.
+        The model's `temperature` is passed on to estimators that take one.
+      estimator_options: further keyword options of `igr_tf.estimators.get`.
     """
 
     def __init__(
@@ -117,6 +128,8 @@ class DiscreteVAE(keras.Model):
         relaxation_options: dict[str, Any] | None = None,
         hard: bool = False,
         seed: int | None = None,
+        estimator: str | None = None,
+        estimator_options: dict[str, Any] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -131,16 +144,30 @@ class DiscreteVAE(keras.Model):
             if options.get("kl", "sampled") != "sampled":
                 raise ValueError("num_samples > 1 (importance weighting) needs kl='sampled'.")
             options["kl"] = "sampled"
-        self.latent = DiscreteLatent(
-            relaxation,
-            num_vars,
-            num_categories,
-            temperature,
-            hard=hard,
-            relaxation_options=options,
-            seed=seed,
-            name="latent",
-        )
+        if estimator is None:
+            self.latent = DiscreteLatent(
+                relaxation,
+                num_vars,
+                num_categories,
+                temperature,
+                hard=hard,
+                relaxation_options=options,
+                seed=seed,
+                name="latent",
+            )
+        else:
+            if self.num_samples > 1:
+                raise ValueError(
+                    "num_samples > 1 is for the relaxed bound; with `estimator` the number of "
+                    "samples is the estimator's own option (estimator_options['num_samples'])."
+                )
+            est_options = (
+                {"temperature": temperature} if "temperature" in option_names(estimator) else {}
+            )
+            est_options.update(estimator_options or {})
+            self.latent = EstimatorLatent(
+                estimator, num_vars, num_categories, est_options, seed=seed, name="latent"
+            )
         encoder_body, decoder_body = ARCHITECTURES[self.arch]
         outputs_per_pixel, self._log_prob = LIKELIHOODS[self.likelihood]
         flat = [] if self.arch == "conv" else [keras.layers.Flatten()]
@@ -165,6 +192,8 @@ class DiscreteVAE(keras.Model):
             relaxation_options=dict(relaxation_options or {}),
             hard=hard,
             seed=seed,
+            estimator=estimator,
+            estimator_options=dict(estimator_options or {}),
         )
         self.trackers = {
             name: keras.metrics.Mean(name=name)
@@ -202,6 +231,8 @@ class DiscreteVAE(keras.Model):
     def objective(self, x: tf.Tensor, training=None) -> dict[str, tf.Tensor]:
         """Loss terms per example: "loss" (−ELBO or −IW bound), "recon", "kl" and diagnostics."""
         s = self.num_samples
+        if isinstance(self.latent, EstimatorLatent):
+            return self._estimator_objective(x, training)
         x_rep = tf.tile(x, [s] + [1] * (len(x.shape) - 1)) if s > 1 else x
         out = self.latent(self.encoder(x_rep, training=training), training=training)
         log_lik = self.log_likelihood(x_rep, out["sample"])
@@ -214,6 +245,21 @@ class DiscreteVAE(keras.Model):
             log_w = tf.reshape(log_lik - out["kl"], [s, -1])
             terms["loss"] = -evaluation.log_mean_exp(log_w, axis=0)
         return terms
+
+    def _estimator_objective(self, x: tf.Tensor, training=None) -> dict[str, tf.Tensor]:
+        params = self.encoder(x, training=training)
+        return self.latent.loss_terms(params, self._sample_log_likelihoods(x))
+
+    def _sample_log_likelihoods(self, x: tf.Tensor) -> Callable[[tf.Tensor], tf.Tensor]:
+        """d `[N, B, V, K]` -> `log p(x | d_n)` `[N, B]` (the N samples decoded as one batch)."""
+
+        def log_lik(d):
+            n = tf.shape(d)[0]
+            flat_d = tf.reshape(d, tf.concat([[-1], tf.shape(d)[2:]], 0))
+            x_rep = tf.tile(x, [n] + [1] * (len(x.shape) - 1))
+            return tf.reshape(self.log_likelihood(x_rep, flat_d), [n, -1])
+
+        return log_lik
 
     def _update(self, terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         for name, tracker in self.trackers.items():
@@ -254,12 +300,7 @@ class DiscreteVAE(keras.Model):
         )
         prior_log_probs = self.latent.prior_categorical_log_probs(q_log_probs.dtype)
 
-        def log_lik(d):  # d: [N, B, V, K] -> [N, B]
-            n = tf.shape(d)[0]
-            flat_d = tf.reshape(d, tf.concat([[-1], tf.shape(d)[2:]], 0))
-            x_rep = tf.tile(x, [n] + [1] * (len(x.shape) - 1))
-            return tf.reshape(self.log_likelihood(x_rep, flat_d), [n, -1])
-
+        log_lik = self._sample_log_likelihoods(x)
         # One set of decoded latents serves both estimates (decoding is the expensive part).
         return evaluation.loglik_estimates(
             log_lik, q_log_probs, num_samples, prior_log_probs=prior_log_probs, seed=sample_seed
@@ -281,9 +322,12 @@ class DiscreteVAE(keras.Model):
                 sums[k] = sums.get(k, 0.0) + float(tf.reduce_sum(v))
             count += int(x.shape[0])
         result = {f"test_{k}": v / count for k, v in sums.items()}
-        result["test_loglik_proposal"] = (
-            "exact" if self.latent.relaxation.exact_categorical else "monte_carlo"
+        exact = (
+            self.latent.exact_categorical
+            if isinstance(self.latent, EstimatorLatent)
+            else self.latent.relaxation.exact_categorical
         )
+        result["test_loglik_proposal"] = "exact" if exact else "monte_carlo"
         return result
 
     def get_config(self) -> dict[str, Any]:

@@ -19,12 +19,14 @@ logits into K = 2 logits).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from igr_tf.estimators._base import Estimator, HardSampleEstimator, binary_params
 from igr_tf.estimators._families import FAMILIES
 from igr_tf.estimators.diagnostics import GradientDiagnostics, gradient_statistics
 from igr_tf.estimators.igr_straight_through import STIGRI, STIGRPlanar, STIGRStickBreaking
+from igr_tf.estimators.latent import EstimatorLatent
 from igr_tf.estimators.rebar import REBAR, RELAX, ControlVariate
 from igr_tf.estimators.score_function import VIMCO, DisARM, ReinforceLOO
 from igr_tf.estimators.straight_through import (
@@ -34,7 +36,7 @@ from igr_tf.estimators.straight_through import (
     StraightThrough,
     StraightThroughGumbelSoftmax,
 )
-from igr_tf.names import ESTIMATOR_RELAXATIONS, ESTIMATORS
+from igr_tf.names import ESTIMATOR_RELAXATIONS, ESTIMATORS, OBJECTIVE_ESTIMATORS
 
 __all__ = [
     "REBAR",
@@ -44,6 +46,7 @@ __all__ = [
     "ControlVariate",
     "DisARM",
     "Estimator",
+    "EstimatorLatent",
     "GappedStraightThrough",
     "GradientDiagnostics",
     "GumbelRao",
@@ -58,6 +61,7 @@ __all__ = [
     "get",
     "gradient_statistics",
     "names",
+    "option_names",
 ]
 
 _REGISTRY: dict[str, type[Estimator]] = {
@@ -82,6 +86,8 @@ _REGISTRY: dict[str, type[Estimator]] = {
 # The command line lists the names without importing TensorFlow (igr_tf.names): one list each.
 if tuple(_REGISTRY) != ESTIMATORS:
     raise ImportError(f"igr_tf.names.ESTIMATORS {ESTIMATORS} != registry {tuple(_REGISTRY)}")
+if tuple(n for n, c in _REGISTRY.items() if c.needs_objective) != OBJECTIVE_ESTIMATORS:
+    raise ImportError(f"igr_tf.names.OBJECTIVE_ESTIMATORS {OBJECTIVE_ESTIMATORS} is out of date")
 if tuple(FAMILIES) != ESTIMATOR_RELAXATIONS:
     raise ImportError(
         f"igr_tf.names.ESTIMATOR_RELAXATIONS {ESTIMATOR_RELAXATIONS} != families {tuple(FAMILIES)}"
@@ -91,6 +97,14 @@ if tuple(FAMILIES) != ESTIMATOR_RELAXATIONS:
 def names() -> tuple[str, ...]:
     """The registered estimator names."""
     return tuple(_REGISTRY)
+
+
+def option_names(name: str) -> tuple[str, ...]:
+    """The keyword options `get(name, ...)` accepts (e.g. to pass a model's temperature on)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown estimator {name!r}; known: {', '.join(_REGISTRY)}.")
+    params = inspect.signature(_REGISTRY[name].__init__).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
 
 
 def get(name: str, num_categories: int, **options: Any) -> Estimator:

@@ -146,6 +146,40 @@ class Estimator(abc.ABC):
         """Global trainable weights the estimator's relaxation needs (IGR-Planar's flows)."""
         return {}
 
+    #: What `surrogate`'s value estimates: "mean" (E[f]) or "log_mean_exp" (VIMCO's
+    #: log (1/S) Σ_s exp f(b_s), for f a log importance weight).
+    objective_kind: ClassVar[str] = "mean"
+
+    def build(self, num_vars: int, dtype="float32") -> Any:
+        """Creates the estimator's own trainable state for V variables (REBAR/RELAX: a Keras
+        layer, returned so a model can own it); None for estimators without state."""
+        return None
+
+    def categorical_log_probs(self, params, weights=None, seed=None) -> tf.Tensor:
+        """Log pmf `[*batch, V, K]` of the discrete sample, for evaluation: `log_pmf` by default
+        (exact); estimators without an exact pmf return a Monte Carlo estimate from `seed`."""
+        return self.log_pmf(params)
+
+    @property
+    def exact_categorical(self) -> bool:
+        """Whether `categorical_log_probs` is exact."""
+        return True
+
+    def prior_log_pmf(self, dtype=tf.float32) -> tf.Tensor:
+        """Log pmf `[K]` of the prior the latent terms use: uniform, log(1/K)."""
+        k = self.num_categories
+        return tf.fill([k], tf.constant(-np.log(k), tf.as_dtype(dtype)))
+
+    def kl(self, params, weights=None) -> tf.Tensor:
+        """`[*batch]`: Σ_V KL(Cat(exp log_pmf) ‖ prior), in closed form from the exact pmf.
+
+        With q = exp(log_pmf(params)) and p = `prior_log_pmf`: Σ_v Σ_k q_vk (log q_vk − log p_k).
+        Estimators without an exact pmf override it (and say what they compute).
+        """
+        log_q = self.log_pmf(params)
+        log_p = self.prior_log_pmf(log_q.dtype)
+        return tf.reduce_sum(tf.exp(log_q) * (log_q - log_p), axis=[-2, -1])
+
     def log_pmf(self, params) -> tf.Tensor:
         """Exact log pmf `[*batch, V, K]` of the discrete sample (the law of the forward value).
 

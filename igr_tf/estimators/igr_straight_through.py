@@ -25,9 +25,61 @@ __all__ = ["STIGRI", "STIGRPlanar", "STIGRStickBreaking"]
 class _STIGR(HardSampleEstimator):
     """Shared: split the parameters, sample ψ from the TFP distribution, keep its gradient."""
 
+    #: The relaxation (in `igr_tf.distributions`) whose prior and induced categorical the latent
+    #: terms use where no exact pmf is known.
+    relaxation_name: str = "igr_i"
+
     @property
     def num_params(self) -> int:
         return 2 * (self.num_categories - 1)
+
+    def _relaxation_options(self) -> dict[str, Any]:
+        return {}
+
+    def _relaxation(self) -> _relaxations.Relaxation:
+        return _relaxations.get(
+            self.relaxation_name, self.num_categories, **self._relaxation_options()
+        )
+
+    def _has_exact_pmf(self) -> bool:
+        return True
+
+    @property
+    def exact_categorical(self) -> bool:
+        return self._has_exact_pmf()
+
+    def kl(self, params, weights=None) -> tf.Tensor:
+        """`[*batch]`: with an exact pmf, Σ_V KL(Cat(q) ‖ uniform) in closed form. Without one
+        (st_igr_sb for K > 2, st_igr_planar): Σ_V KL(N(μ, σ²) ‖ N(μ₀, σ₀²)), the closed-form KL
+        of the Gaussian noise to the prior Gaussian of the relaxation
+        (`igr_tf.distributions.get(name).prior_loc_scale`, whose induced categorical is
+        `prior_log_pmf`). For IGR-SB it is an upper bound on the discrete KL (data processing:
+        the same map takes both Gaussians to the categoricals); for IGR-Planar the posterior's
+        map has flows the prior's lacks, so it is a regulariser, not a bound."""
+        if self._has_exact_pmf():
+            return super().kl(params, weights)
+        loc, scale = igr_loc_scale(tf.convert_to_tensor(params))
+        loc0, scale0 = self._relaxation().prior_loc_scale(self.temperature, loc.dtype)
+        kl = (
+            tf.math.log(scale0 / scale)
+            + (tf.square(scale) + tf.square(loc - loc0)) / (2.0 * tf.square(scale0))
+            - 0.5
+        )
+        return tf.reduce_sum(kl, axis=[-2, -1])
+
+    def categorical_log_probs(self, params, weights=None, seed=None) -> tf.Tensor:
+        """Exact log pmf where known; else the relaxation's Monte Carlo estimate (from `seed`)."""
+        if self._has_exact_pmf():
+            return self.log_pmf(params)
+        return self._relaxation().categorical_log_probs(
+            params, weights, temperature=self.temperature, seed=seed
+        )
+
+    def prior_log_pmf(self, dtype=tf.float32) -> tf.Tensor:
+        """Uniform with an exact pmf; else the categorical the relaxation's prior induces."""
+        if self._has_exact_pmf():
+            return super().prior_log_pmf(dtype)
+        return self._relaxation().prior_categorical_log_probs(self.temperature, dtype)
 
     def _distribution(self, loc, scale, tau, weights):
         raise NotImplementedError
@@ -68,6 +120,10 @@ class STIGRStickBreaking(_STIGR):
     """ST-IGR-SB: ψ = softmax(log η / τ), η the sticks of sigmoid(z); forward one_hot(argmax η)."""
 
     name = "st_igr_sb"
+    relaxation_name = "igr_sb"
+
+    def _has_exact_pmf(self) -> bool:
+        return self.num_categories == 2
 
     def _distribution(self, loc, scale, tau, weights):
         return igr.igr_sb(loc, scale, tau)
@@ -85,6 +141,13 @@ class STIGRPlanar(_STIGR):
     """ST-IGR-Planar: ψ = softmax++(h(z)/τ) with planar flows h (global weights, `weight_specs`)."""
 
     name = "st_igr_planar"
+    relaxation_name = "igr_planar"
+
+    def _has_exact_pmf(self) -> bool:
+        return False
+
+    def _relaxation_options(self) -> dict[str, Any]:
+        return {"delta": self.delta, "num_flows": self.num_flows}
 
     def __init__(
         self,

@@ -97,6 +97,7 @@ class VIMCO(_ScoreFunction):
     """VIMCO for L = log mean_s exp f(b_s) (f a log weight); the value is L."""
 
     name = "vimco"
+    objective_kind: ClassVar[str] = "log_mean_exp"
 
     def surrogate(self, f: Objective, params, seed=None) -> tf.Tensor:
         params = check_params(params, self.num_params, self.name)
