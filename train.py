@@ -1,4 +1,4 @@
-"""Train IGR / Gumbel-Softmax models: `python train.py [vae|sop|approx] [flags]`.
+"""Train IGR / Gumbel-Softmax models: `python train.py [vae|sop|approx|gumbolt] [flags]`.
 
 Parses flags, builds data and model, fits with resumable checkpoints, evaluates, writes
 `OUT/results.json` and TensorBoard logs. With no arguments it trains an IGR-I VAE on the packaged
@@ -16,7 +16,7 @@ from typing import Any
 # The paper's temperatures (SPEC §5) have one home; igr_tf.paper imports no TensorFlow.
 from igr_tf.paper import APPROX_TEMPERATURE, VAE_TEMPERATURE
 
-TASKS = ("vae", "sop", "approx")
+TASKS = ("vae", "sop", "approx", "gumbolt")
 RELAXATIONS = ("igr_i", "igr_sb", "igr_planar", "gs")
 
 
@@ -152,6 +152,7 @@ def build_parser():
     )
     a.add_argument("--successes", type=float, default=50.0, help="negbinomial r")
     a.add_argument("--mc-samples", type=int, default=10_000, help="relaxed samples per step")
+    add_gumbolt_arguments(p)
     return p
 
 
@@ -409,7 +410,97 @@ def run_approx(args, out: str) -> dict[str, Any]:
     }
 
 
-RUNNERS = {"vae": run_vae, "sop": run_sop, "approx": run_approx}
+# --- gumbolt: a discrete VAE with a Boltzmann-machine prior (models/gumbolt.py) -----------------
+def add_gumbolt_arguments(p) -> None:
+    """gumbolt's own flags; it also reads --dist (gs, igr_i, igr_sb), --temperature, --arch
+    (linear|nonlinear), --samples (k of the training bound) and --eval-samples."""
+    g = p.add_argument_group("gumbolt")
+    g.add_argument(
+        "--prior",
+        default="rbm",
+        choices=("rbm", "factorial"),
+        help="gumbolt: RBM prior, or the factorial Bernoulli baseline of the same size",
+    )
+    g.add_argument(
+        "--latent-sizes",
+        type=int,
+        nargs=2,
+        default=[20, 20],
+        metavar=("N1", "N2"),
+        help="gumbolt: binary latents in the RBM's two groups",
+    )
+    g.add_argument("--num-chains", type=int, default=100, help="gumbolt: persistent Gibbs chains")
+    g.add_argument(
+        "--gibbs-steps", type=int, default=1, help="gumbolt: Gibbs sweeps of the chains per step"
+    )
+    g.add_argument("--ais-chains", type=int, default=100, help="gumbolt: AIS runs for log Z")
+    g.add_argument(
+        "--ais-betas", type=int, default=10_000, help="gumbolt: AIS intermediate distributions"
+    )
+
+
+def run_gumbolt(args, out: str) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    from igr_tf import datasets
+    from igr_tf.boltzmann.posterior import BINARY_RELAXATIONS
+    from models.gumbolt import DEFAULT_TEMPERATURE, GumBoltVAE
+
+    if args.dist not in BINARY_RELAXATIONS:
+        raise ValueError(
+            f"--dist {args.dist}: gumbolt's binary relaxations are {', '.join(BINARY_RELAXATIONS)}"
+        )
+    for name in ("num_chains", "gibbs_steps", "ais_chains", "ais_betas"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1; got {getattr(args, name)}")
+    if min(args.latent_sizes) < 1:
+        raise ValueError(f"--latent-sizes must be ≥ 1; got {args.latent_sizes}")
+    data = load_data(args)
+    if data.likelihood != "bernoulli":
+        raise ValueError(f"gumbolt needs binary images; {data.name} is continuous")
+    tau = args.temperature or DEFAULT_TEMPERATURE
+    train = datasets.pipeline(data.train, args.batch_size, seed=args.seed)
+    test = datasets.pipeline(data.test, args.batch_size, shuffle=False)
+    with args.strategy_obj.scope():
+        model = GumBoltVAE(
+            args.dist,
+            tuple(args.latent_sizes),
+            args.prior,
+            tau,
+            arch=args.arch or "nonlinear",
+            image_shape=data.image_shape,
+            num_samples=args.samples,
+            num_chains=args.num_chains,
+            gibbs_steps=args.gibbs_steps,
+            seed=args.seed,
+        )
+        model.compile(optimizer=keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
+    x_show = next(iter(data.test.batch(8)))
+
+    def images():  # originals, reconstructions and decoded samples of the prior
+        recon = tf.reshape(tf.sigmoid(model(x_show, training=False)), tf.shape(x_show))
+        gen = model.generate(x_show.shape[0], num_steps=200, seed=(args.seed, 2))
+        return tf.concat([x_show, recon, gen], 0)
+
+    info = fit(model, train, test, args, out, images)
+    relaxed = model.evaluate(test, verbose=0, return_dict=True)
+    log_z = model.log_partition("ais", args.ais_chains, args.ais_betas, seed=(args.seed, 1))
+    metrics = {"log_z_ais": log_z["log_z"], "log_z_ais_se": log_z["log_z_se"]}
+    loglik = model.evaluate_loglik(test, log_z["log_z"], args.eval_samples, seed=args.seed)
+    metrics.update(loglik)
+    if min(args.latent_sizes) <= 20 or args.prior == "factorial":  # 2^20 states: about a second
+        exact = model.log_partition("exact")["log_z"]
+        metrics["log_z_exact"] = exact
+        metrics["test_loglik_exact_log_z"] = loglik["test_loglik"] + log_z["log_z"] - exact
+    # The relaxed training objective on the test set, normalized with the AIS log Z.
+    metrics["test_relaxed_bound"] = -relaxed["loss"] - log_z["log_z"]
+    metrics["temperature"] = tau
+    model.save(os.path.join(out, "model.keras"))
+    return {"metrics": metrics, **info}
+
+
+RUNNERS = {"vae": run_vae, "sop": run_sop, "approx": run_approx, "gumbolt": run_gumbolt}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -166,7 +166,7 @@ def test_help_lists_every_flag_with_its_default():
     assert len(actions) > 30
     for action in actions:
         if not action.option_strings:  # the positional task
-            assert "{vae,sop,approx}" in text and "default vae" in text
+            assert "{vae,sop,approx,gumbolt}" in text and "default vae" in text
             continue
         flag = action.option_strings[0]
         assert flag in blocks, flag
