@@ -39,6 +39,7 @@ EXPECTED = (
     "03_discrete_vae",
     "04_structured_output",
     "05_bijectors_in_your_model",
+    "07_gumbolt",
 )
 
 
