@@ -280,3 +280,32 @@ def test_train_py_gumbolt_trains_resumes_and_reports_log_z(digits, tmp_path, cap
     code, _, err = run_main([*flags, "--dist", "igr_planar", "--out", str(tmp_path / "x")], capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and "gumbolt's binary relaxations are" in lines[0]
+
+
+def test_gumbolt_table_compares_the_priors_in_seed_standard_deviations(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import gumbolt_table
+
+    lls = {("gs", "rbm"): [-100.0, -102.0], ("gs", "factorial"): [-104.0, -106.0]}
+    for (dist, prior), values in lls.items():
+        for seed, ll in zip((1, 2), values, strict=True):
+            run = tmp_path / f"{dist}-{prior}-{seed}"
+            run.mkdir()
+            lz = 30.0 + seed
+            metrics = {"test_loglik": ll, "log_z_ais": lz, "log_z_ais_se": 0.01 * seed,
+                       "log_z_exact": lz + 0.005, "test_relaxed_bound": ll - 1}  # fmt: skip
+            flags = {"task": "gumbolt", "dist": dist, "prior": prior}
+            res = {"flags": flags, "seed": seed, "epochs_completed": 7, "metrics": metrics}
+            (run / "results.json").write_text(json.dumps(res))
+    groups = gumbolt_table.collect(tmp_path)
+    rows = gumbolt_table.table(groups).splitlines()[2:]
+    assert rows[1].startswith("| gs | rbm | 2 | 7 | -101.00 ± 1.41 | 31.50 ± 0.71 | 0.02 | 0.005 |")
+    assert rows[0].startswith("| gs | factorial | 2 | 7 | -105.00 ± 1.41 |")
+    (line,) = gumbolt_table.comparison(groups)
+    # +4 nats over a pooled seed SD of sqrt(2): 2.8 SDs; both seeds +4.
+    assert line == (
+        "gs: RBM − factorial = +4.00 nats = +2.8 seed SDs (pooled SD 1.41); per seed: +4.00, +4.00"
+    )
