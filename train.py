@@ -433,6 +433,12 @@ def add_gumbolt_arguments(p) -> None:
     g.add_argument(
         "--gibbs-steps", type=int, default=1, help="gumbolt: Gibbs sweeps of the chains per step"
     )
+    g.add_argument(
+        "--igr-learn-scale",
+        action="store_true",
+        help="gumbolt, igr_*: learn the Gaussian scale too (degenerate with GumBolt's proxy "
+        "posterior; otherwise it is 1)",
+    )
     g.add_argument("--ais-chains", type=int, default=100, help="gumbolt: AIS runs for log Z")
     g.add_argument(
         "--ais-betas", type=int, default=10_000, help="gumbolt: AIS intermediate distributions"
@@ -473,6 +479,7 @@ def run_gumbolt(args, out: str) -> dict[str, Any]:
             num_samples=args.samples,
             num_chains=args.num_chains,
             gibbs_steps=args.gibbs_steps,
+            learn_scale=args.igr_learn_scale,
             seed=args.seed,
         )
         model.compile(optimizer=keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)

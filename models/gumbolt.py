@@ -66,6 +66,9 @@ class GumBoltVAE(keras.Model):
     Args:
       relaxation: binary relaxation of the posterior: "gs" (Binary Concrete, as in the paper),
         "igr_i" or "igr_sb" (identical for binary variables; see `igr_tf.boltzmann.posterior`).
+      learn_scale: IGR only: learn the Gaussian scale σ per unit as well as μ. Off by default:
+        with GumBolt's proxy posterior a learned σ makes the objective unbounded (σ → 0), see
+        `igr_tf.boltzmann.posterior`; σ = 1 then.
       latent_sizes: `(n1, n2)`, the RBM's two groups.
       prior: "rbm" (GumBolt) or "factorial" (no couplings: the baseline).
       temperature: τ of the relaxed posterior (fixed).
@@ -87,11 +90,15 @@ class GumBoltVAE(keras.Model):
         num_samples: int = 1,
         num_chains: int = 100,
         gibbs_steps: int = 1,
+        learn_scale: bool = False,
         seed: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.relaxation = posterior.check_name(relaxation)
+        if learn_scale and relaxation == "gs":
+            raise ValueError("`learn_scale` is for the IGR relaxations; GS has no scale.")
+        self.learn_scale = bool(learn_scale)
         if prior not in PRIORS:
             raise ValueError(f"`prior` must be one of {PRIORS}; got {prior!r}.")
         if arch not in ARCHITECTURES:
@@ -115,7 +122,7 @@ class GumBoltVAE(keras.Model):
             name="prior",
         )
         hidden = ARCHITECTURES[arch]
-        self._params_per_unit = posterior.num_params(self.relaxation)
+        self._params_per_unit = posterior.num_params(self.relaxation, self.learn_scale)
         dense = [keras.layers.Dense(u, activation="tanh") for u in hidden]
         self.encoder = keras.Sequential(
             [
@@ -140,6 +147,7 @@ class GumBoltVAE(keras.Model):
             num_samples=self.num_samples,
             num_chains=num_chains,
             gibbs_steps=gibbs_steps,
+            learn_scale=self.learn_scale,
             seed=seed,
         )
         self.trackers = {
@@ -173,19 +181,21 @@ class GumBoltVAE(keras.Model):
     def _seed(self) -> tf.Tensor:
         return tf.cast(self.seed_generator.next(), tf.int32)
 
+    def _relaxed(self, params: tf.Tensor) -> posterior.RelaxedBinary:
+        return posterior.relaxed(
+            self.relaxation, params, self.temperature, self._seed(), self.learn_scale
+        )
+
     def call(self, x, training=None):
         """Decoder logits `[B, H·W·C]` for one relaxed draw of the latents."""
-        draw = posterior.relaxed(
-            self.relaxation, self.encode(x, training), self.temperature, self._seed()
-        )
-        return self.decoder(draw.relaxed)
+        return self.decoder(self._relaxed(self.encode(x, training)).relaxed)
 
     def objective(self, x: tf.Tensor, training=None) -> dict[str, tf.Tensor]:
         """Per-example terms: "loss" `−(L̆_k + log Z)`, "recon" `−log p(x|ζ)`, "energy" `E(ζ)`,
         "entropy" `−log q̆(ζ|x)` (the last three averaged over the k samples)."""
         params = self.encode(x, training)
         tiled = tf.broadcast_to(params, tf.concat([[self.num_samples], tf.shape(params)], 0))
-        draw = posterior.relaxed(self.relaxation, tiled, self.temperature, self._seed())
+        draw = self._relaxed(tiled)
         zeta = draw.relaxed  # [k, B, n]
         log_q = proxy_log_posterior(zeta, draw.log_prob_on, draw.log_prob_off)
         energy = self.prior.energy(zeta)
@@ -236,6 +246,12 @@ class GumBoltVAE(keras.Model):
         result = self.prior.log_partition_ais(num_chains, num_betas, seed)
         return {"log_z": float(result.log_z), "log_z_se": float(result.stderr), "method": "ais"}
 
+    def bernoulli_log_probs(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(log q(z = 1 | x), log q(z = 0 | x))` `[B, n]` of the discrete posterior."""
+        return posterior.bernoulli_log_probs(
+            self.relaxation, self.encode(x, False), self.learn_scale
+        )
+
     def loglik_terms(
         self, x: tf.Tensor, log_z, num_samples: int = 100, seed=(0, 0), chunk_size: int = 100
     ) -> tf.Tensor:
@@ -246,10 +262,12 @@ class GumBoltVAE(keras.Model):
         the discrete model's `log p(x)` when `log Z` is exact; with an AIS `log Z` it inherits the
         AIS error (a shift common to all examples). Deterministic given the stateless `seed`.
         """
-        log_on, log_off = posterior.bernoulli_log_probs(self.relaxation, self.encode(x, False))
+        log_on, log_off = self.bernoulli_log_probs(x)
         shape = tf.concat([[num_samples], tf.shape(log_on)], 0)
         u = tf.random.stateless_uniform(shape, tf.cast(seed, tf.int32), dtype=log_on.dtype)
-        z = tf.cast(tf.math.log(u) < log_on, log_on.dtype)  # [S, B, n]
+        # u < q, not log u < log q: u can be exactly 0 (2^-23 in float32), and log 0 = -inf
+        # would switch on a unit whose q underflows, with a weight of 1/q.
+        z = tf.cast(u < tf.exp(log_on), log_on.dtype)  # [S, B, n]
         log_q = proxy_log_posterior(z, log_on, log_off)
         log_lik = tf.concat(
             [
