@@ -1,23 +1,88 @@
-"""Train IGR / Gumbel-Softmax models: `python train.py [vae|sop|approx|gumbolt] [flags]`.
+"""Train IGR / Gumbel-Softmax models: `python train.py [TASK] [flags]`.
 
-Parses flags, builds data and model, fits with resumable checkpoints, evaluates, writes
-`OUT/results.json` and TensorBoard logs. With no arguments it trains an IGR-I VAE on the packaged
-`mnist_sample` (offline, a few minutes on 2 CPU cores).
+Parses and checks the flags (without importing TensorFlow), builds data and model, fits with a
+checkpoint at the end of every epoch, evaluates, and writes `OUT/results.json`, TensorBoard logs
+(`OUT/logs/{train,validation,test}`) and the model. With no arguments it trains an IGR-I VAE on
+the packaged `mnist_sample` (offline, a few minutes on 2 CPU cores).
+
+Each task is one block below: its flags, how it fills the defaults that depend on other flags,
+and how it runs. A new task adds a block and a `register(...)` call; the rest is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-# The paper's temperatures (SPEC §5) have one home; igr_tf.paper imports no TensorFlow.
-from igr_tf.paper import APPROX_TEMPERATURE, VAE_TEMPERATURE
+# No TensorFlow before the flags are checked: both modules import nothing heavy.
+from igr_tf.cli import ArgumentParser, fail, import_tensorflow
+from igr_tf.names import CBM_MODES, RELAXATIONS
+from igr_tf.paper import (
+    APPROX_TEMPERATURE,
+    CBM_TEMPERATURE,
+    GUMBOLT_TEMPERATURE,
+    SOP_TEMPERATURE,
+    VAE_TEMPERATURE,
+)
 
-TASKS = ("vae", "sop", "approx", "gumbolt")
-RELAXATIONS = ("igr_i", "igr_sb", "igr_planar", "gs")
+PROG = "train.py"
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments", "configs")
+
+#: Flags that may differ when a run resumes in the same --out: they change neither the model,
+#: nor the data, nor the objective. Any other difference from the checkpoint's flags is refused.
+RESUMABLE_FLAGS = (
+    "epochs",
+    "lr",
+    "eval_samples",
+    "verbose",
+    "out",
+    "config",
+    "strategy",
+    "cpu_devices",
+    "no_jit",
+    "data_dir",
+)
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task of train.py.
+
+    help: one line for `--help`.
+    run: `run(args, out) -> results` trains and evaluates; results hold "metrics" (a dict) and
+        whatever else goes into results.json.
+    add_flags: adds the task's own flags to the parser (an argument group), or None.
+    resolve: `resolve(args, error)` fills the defaults that depend on other flags (temperature,
+        lr) and checks what argparse cannot, calling `error(message)`; no TensorFlow here.
+    """
+
+    help: str
+    run: Callable[[argparse.Namespace, str], dict[str, Any]]
+    add_flags: Callable[[ArgumentParser], None] | None = None
+    resolve: Callable[[argparse.Namespace, Callable[[str], None]], None] | None = None
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(name: str, task: Task) -> None:
+    """Adds a task to train.py (its name becomes a choice of the positional TASK)."""
+    if name in TASKS:
+        raise ValueError(f"task {name!r} is registered twice")
+    TASKS[name] = task
+
+
+# ==================================================================================================
+# Flags
+# ==================================================================================================
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -29,19 +94,39 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser():
-    from igr_tf.cli import ArgumentParser  # no TensorFlow import: --help and flag errors are fast
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (rejects nan and inf at parse time)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
+
+finite_float.__name__ = "finite float"  # argparse names the type in its message
+
+
+def _flag(dest: str) -> str:
+    return "task" if dest == "task" else "--" + dest.replace("_", "-")
+
+
+def build_parser() -> ArgumentParser:
+    resumable = ", ".join(_flag(f) for f in RESUMABLE_FLAGS)
     p = ArgumentParser(
-        prog="train.py",
+        prog=PROG,
         description="Train discrete-latent models with IGR relaxations or the Gumbel-Softmax.",
+        epilog=(
+            "Rerunning a command with the same --out resumes from the last epoch's checkpoint "
+            "and ends exactly where the uninterrupted run would. Flags that may change on "
+            f"resume: {resumable}; any other flag must be as in the checkpoint (to start fresh, "
+            "use another --out or delete OUT/checkpoint)."
+        ),
         formatter_class=HelpFormatter,
     )
     p.add_argument(
         "task",
         nargs="?",
         default=None,
-        choices=TASKS,
+        choices=tuple(TASKS),
         help="what to train (default vae, or the config's task)",
     )
     p.add_argument(
@@ -53,9 +138,9 @@ def build_parser():
     g.add_argument("--dist", default="igr_i", choices=RELAXATIONS, help="relaxation")
     g.add_argument(
         "--temperature",
-        type=float,
+        type=finite_float,
         default=None,
-        help="relaxation temperature (default: the SPEC value for the task and dist)",
+        help="relaxation temperature, > 0 (default: the paper's value for the task and dist)",
     )
     g.add_argument(
         "--dataset",
@@ -65,170 +150,277 @@ def build_parser():
     )
     g.add_argument("--data-file", default=None, help="train on an npz with key 'images'")
     g.add_argument("--test-file", default=None, help="test npz for --data-file")
-    g.add_argument("--data-dir", default=None, help="TFDS data directory")
+    g.add_argument("--data-dir", default=None, help="TFDS data directory; resumable")
     g.add_argument(
         "--binarization",
         default=None,
         choices=("static", "dynamic", "none"),
         help="override the dataset's default binarization",
     )
-    g.add_argument("--epochs", type=int, default=10, help="training epochs (approx: steps/10)")
+    g.add_argument(
+        "--epochs", type=int, default=10, help="training epochs (approx: steps/10); resumable"
+    )
     g.add_argument("--batch-size", type=int, default=100, help="examples per step")
     g.add_argument(
         "--lr",
-        type=float,
+        type=finite_float,
         default=None,
-        help="Adam learning rate (default 1e-3; approx 1e-2 as in the paper)",
+        help="Adam learning rate, > 0 (default 1e-3; approx 1e-2 as in the paper); resumable",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and shuffling")
+    g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and data order")
     g.add_argument("--out", default=None, help="output directory (default runs/<task>_<dist>_...)")
     g.add_argument(
         "--strategy",
         default="default",
         choices=("default", "mirrored", "multiworker"),
-        help="tf.distribute strategy",
+        help="tf.distribute strategy (multiworker: from TF_CONFIG); resumable",
     )
     g.add_argument(
         "--cpu-devices",
         type=int,
         default=0,
-        help="split the CPU into this many logical devices (to test --strategy)",
+        help="split the CPU into this many logical devices (to test --strategy); resumable",
     )
-    g.add_argument("--no-jit", action="store_true", help="disable XLA compilation")
-    g.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras verbosity")
-    v = p.add_argument_group("vae")
-    v.add_argument(
-        "--arch",
-        default=None,
-        help="vae: linear|nonlinear|relax|conv (default nonlinear); "
-        "sop: double_linear|triple_linear|nonlinear (default double_linear)",
+    g.add_argument("--no-jit", action="store_true", help="disable XLA compilation; resumable")
+    g.add_argument(
+        "--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras verbosity; resumable"
     )
-    v.add_argument("--num-vars", type=int, default=20, help="categorical latent variables V")
-    v.add_argument("--num-categories", type=int, default=10, help="categories K per variable")
-    v.add_argument(
-        "--samples",
-        type=int,
-        default=1,
-        help="samples per training step (VAE: S > 1 is the importance-weighted bound)",
-    )
-    v.add_argument(
-        "--eval-samples",
-        type=int,
-        default=100,
-        help="importance samples (VAE) / rounded samples (SOP) for the test metric",
-    )
-    v.add_argument(
-        "--kl",
-        default=None,
-        choices=("closed", "sampled"),
-        help="KL estimator (default: closed form where it exists)",
-    )
-    v.add_argument("--stl", action="store_true", help="sticking-the-landing gradient")
-    v.add_argument(
-        "--straight-through", action="store_true", help="one-hot forward, relaxed gradient"
-    )
-    v.add_argument(
-        "--sb-adaptive",
-        action="store_true",
-        help="igr_sb: adaptive truncation with --num-categories as the cap",
-    )
-    v.add_argument(
-        "--sb-threshold", type=float, default=0.99, help="igr_sb: stick mass to cover (adaptive)"
-    )
-    a = p.add_argument_group("approx")
-    a.add_argument(
-        "--target",
-        default="discrete",
-        choices=("poisson", "binomial", "negbinomial", "discrete"),
-        help="target distribution",
-    )
-    a.add_argument(
-        "--categories", type=int, default=None, help="K for poisson/negbinomial (default 20 / 40)"
-    )
-    a.add_argument("--rate", type=float, default=50.0, help="poisson rate")
-    a.add_argument("--trials", type=int, default=12, help="binomial n")
-    a.add_argument(
-        "--prob", type=float, default=None, help="binomial p (0.3) / negbinomial p (0.6)"
-    )
-    a.add_argument("--successes", type=float, default=50.0, help="negbinomial r")
-    a.add_argument("--mc-samples", type=int, default=10_000, help="relaxed samples per step")
-    add_gumbolt_arguments(p)
+    add_latent_model_flags(p)
+    for task in TASKS.values():
+        if task.add_flags is not None:
+            task.add_flags(p)
     return p
 
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments", "configs")
+def _coerce_config_value(p: ArgumentParser, action: argparse.Action, value: Any, path: str) -> Any:
+    """A config value checked as argparse checks a flag: its type and its choices."""
+    name = _flag(action.dest)
+    if value is None:
+        return None
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            p.error(f"--config {path}: {action.dest} must be true or false; got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        p.error(f"--config {path}: {action.dest} must be a number or a string; got {value!r}")
+    if action.type is not None:
+        try:
+            value = action.type(str(value))
+        except (ValueError, argparse.ArgumentTypeError):
+            p.error(f"--config {path}: {action.dest}: invalid value {value!r} for {name}")
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        p.error(f"--config {path}: {action.dest}: {value!r} is not one of {choices}")
+    return value
 
 
-def apply_config(p, argv: list[str] | None):
+def parse_args(p: ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parses argv with a config file's values as defaults (explicit flags still win)."""
-    import json
-
     args = p.parse_args(argv)
     if args.config:
         path = (
             args.config
-            if os.path.exists(args.config)
+            if os.path.isfile(args.config)
             else os.path.join(CONFIG_DIR, f"{args.config}.json")
         )
-        if not os.path.exists(path):
+        if not os.path.isfile(path):
             known = sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".json"))
             p.error(f"--config: no config {args.config!r}; known: {', '.join(known)}")
         try:
-            values = json.loads(open(path).read())
-        except (OSError, json.JSONDecodeError) as e:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+        except (OSError, UnicodeError, json.JSONDecodeError) as e:
             p.error(f"--config: cannot read {path}: {e}")
+        if not isinstance(values, dict):
+            p.error(f"--config {path}: must hold a JSON object of flag values")
+        actions = {a.dest: a for a in p._actions}
         values = {k: v for k, v in values.items() if not k.startswith("_")}
-        unknown = sorted(set(values) - set(vars(args)))
-        if unknown:
-            p.error(f"--config {path}: unknown keys {', '.join(unknown)}")
-        p.set_defaults(**values)
+        unknown = sorted(set(values) - set(vars(args)) - {"config"})
+        if unknown or "config" in values:
+            p.error(f"--config {path}: unknown keys {', '.join(unknown or ['config'])}")
+        p.set_defaults(
+            **{k: _coerce_config_value(p, actions[k], v, path) for k, v in values.items()}
+        )
         args = p.parse_args(argv)
     if args.task is None:
         args.task = "vae"
     return args
 
 
-def check_args(p, args) -> None:
-    """Range checks argparse cannot express; errors are one line, exit status 2."""
-    positive = ["epochs", "batch_size", "num_vars", "samples", "eval_samples", "mc_samples"]
-    for name in positive:
+def _check_out(p: ArgumentParser, out: str) -> None:
+    """--out must be (or become) a writable directory."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        p.error(f"--out {out}: is a file; --out names a directory")
+    parent = out
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    parent = parent or "."
+    if not os.path.isdir(parent):
+        p.error(f"--out {out}: {parent} is a file, so the directory cannot be created")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        p.error(f"--out {out}: {parent} is not writable")
+
+
+def check_args(p: ArgumentParser, args: argparse.Namespace) -> None:
+    """Range checks argparse cannot express, before TensorFlow; errors are one line, status 2."""
+    for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be ≥ 1; got {getattr(args, name)}")
-    if args.num_categories < 2:
-        p.error(f"--num-categories must be ≥ 2; got {args.num_categories}")
+            p.error(f"{_flag(name)} must be ≥ 1; got {getattr(args, name)}")
+    if not 0 <= args.seed <= MAX_SEED:
+        p.error(f"--seed must be in [0, {MAX_SEED}]; got {args.seed}")
+    if args.cpu_devices < 0:
+        p.error(f"--cpu-devices must be ≥ 0; got {args.cpu_devices}")
     if args.temperature is not None and not args.temperature > 0:
         p.error(f"--temperature must be > 0; got {args.temperature}")
-    if args.lr is None:
-        args.lr = 1e-2 if args.task == "approx" else 1e-3
-    if not args.lr > 0:
+    if args.lr is not None and not args.lr > 0:
         p.error(f"--lr must be > 0; got {args.lr}")
-    if not 0 < args.sb_threshold <= 1:
-        p.error(f"--sb-threshold must be in (0, 1]; got {args.sb_threshold}")
     if args.test_file and not args.data_file:
         p.error("--test-file needs --data-file")
-    for path in (args.data_file, args.test_file):  # fail before the slow TensorFlow import
+    for flag, path in (("--data-file", args.data_file), ("--test-file", args.test_file)):
         if path and not os.path.isfile(path):
-            p.error(f"{path}: no such file")
+            reason = "is a directory" if os.path.isdir(path) else "no such file"
+            p.error(f"{flag} {path}: {reason}")
+    task = TASKS[args.task]
+    if task.resolve is not None:
+        task.resolve(args, p.error)
+    if args.temperature is not None and not args.temperature > 0:  # a task's default
+        p.error(f"--temperature must be > 0; got {args.temperature}")
+    args.out = args.out or default_out(args)
+    _check_out(p, args.out)
 
 
-def default_out(args) -> str:
+def default_out(args: argparse.Namespace) -> str:
     data = os.path.splitext(os.path.basename(args.data_file))[0] if args.data_file else args.dataset
     name = args.target if args.task == "approx" else data
+    if args.task == "gumbolt":  # the two priors of one posterior must not share a directory
+        name = f"{args.prior}_{data}"
     return os.path.join("runs", f"{args.task}_{args.dist}_{name}_seed{args.seed}")
 
 
-def relaxation_options(args) -> dict[str, Any]:
+def run_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags as results.json and the checkpoint record them."""
+    return {k: v for k, v in vars(args).items() if k not in ("strategy_obj", "chief")}
+
+
+# ==================================================================================================
+# Shared by the tasks that train a Keras model: resume checks, fit, summaries
+# ==================================================================================================
+
+
+class ResumeError(ValueError):
+    """The checkpoint in --out does not belong to this command line."""
+
+
+def resume_check(args: argparse.Namespace, saved: dict[str, Any], checkpoint_dir: str) -> None:
+    """Refuses, naming every differing flag, to resume a checkpoint written with other flags."""
+    flags, before = run_flags(args), saved.get("flags", {})
+    keys = sorted((set(flags) | set(before)) - set(RESUMABLE_FLAGS))
+    differ = [k for k in keys if flags.get(k) != before.get(k)]
+    if differ:
+        listed = ", ".join(f"{_flag(k)} {before.get(k)!r} (now {flags.get(k)!r})" for k in differ)
+        allowed = ", ".join(_flag(f) for f in RESUMABLE_FLAGS)
+        raise ResumeError(
+            f"{checkpoint_dir} was written with other flags: {listed}; only {allowed} may change "
+            f"on resume; to start fresh use another --out or delete {checkpoint_dir}"
+        )
+    if saved["epoch"] > args.epochs:
+        raise ResumeError(
+            f"--epochs {args.epochs} is less than the {saved['epoch']} epochs already completed "
+            f"in {checkpoint_dir}; pass --epochs ≥ {saved['epoch']}, or start fresh with another "
+            f"--out or after deleting {checkpoint_dir}"
+        )
+
+
+def fit(model, data, args, out: str, make_images=None) -> dict[str, Any]:
+    """`model.fit` resumable bit for bit: restores OUT/checkpoint if there is one, trains the
+    remaining epochs on an epoch-deterministic pipeline, and returns the results' training part
+    (epochs, the whole history, timing)."""
+    import keras
+
+    from igr_tf import datasets, training
+
+    with args.strategy_obj.scope():  # the optimizer's variables must be created under it
+        training.build_for_restore(model)
+    checkpoint = training.RunCheckpoint(os.path.join(out, "checkpoint"), model)
+    saved = checkpoint.restore()
+    flags = run_flags(args)
+    if saved is None:
+        checkpoint.info.update(flags=flags, resumes=[])
+        initial_epoch = 0
+    else:
+        initial_epoch = int(saved["epoch"])
+        changed = {k: [saved["flags"].get(k), v] for k, v in flags.items()
+                   if k in RESUMABLE_FLAGS and saved["flags"].get(k) != v}  # fmt: skip
+        checkpoint.info.setdefault("resumes", []).append({"epoch": initial_epoch, **changed})
+        print(f"Resuming from epoch {initial_epoch} (checkpoint in {checkpoint.directory}).")
+    # The checkpoint restored the optimizer's learning-rate variable: train with --lr, which may
+    # change on resume. (A schedule has no such variable; it is rebuilt from the flags.)
+    try:
+        model.optimizer.learning_rate = args.lr
+    except TypeError:
+        pass
+    train = datasets.epoch_pipeline(
+        data.train, args.batch_size, seed=args.seed, epochs=range(initial_epoch, args.epochs)
+    )
+    test = datasets.pipeline(data.test, args.batch_size, shuffle=False)
+    timer = training.SteadyTimer()
+    saver = training.EpochCheckpoint(checkpoint)
+    logs = os.path.join(out, "logs")
+    callbacks: list[keras.callbacks.Callback] = [timer]
+    if args.chief:
+        callbacks.append(keras.callbacks.TensorBoard(logs, write_graph=False, profile_batch=0))
+        if make_images is not None:
+            callbacks.append(training.ImageSummary(logs, make_images, name="samples"))
+    callbacks.append(saver)  # last: a kill after the summaries repeats them, loses none
+    if initial_epoch < args.epochs:
+        model.fit(
+            train,
+            validation_data=test,
+            steps_per_epoch=datasets.steps_per_epoch(data.num_train, args.batch_size),
+            epochs=args.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=args.verbose,
+            shuffle=False,  # the pipeline orders each epoch itself
+        )
+    if saver.diverged:
+        raise training.CheckpointError(saver.message)  # reported as one line by main
+    timing = timer.summary()
+    return {
+        "epochs_completed": int(checkpoint.info["epoch"]),
+        "resumed_from_epoch": initial_epoch,
+        "resumes": checkpoint.info.get("resumes", []),
+        "train_seconds": timing["wall_time_s"],
+        # Train steps per second after the first step (which includes tracing/compilation).
+        "steps_per_sec": timing["steady_steps_per_sec"] or timing["steps_per_sec"] or None,
+        "timing": timing,
+        "history": checkpoint.info["history"],
+    }
+
+
+def finish(model, args, out: str, metrics: dict[str, Any]) -> None:
+    """Saves the model and writes the test metrics (with the flags) to TensorBoard (chief)."""
+    from igr_tf import training
+
+    if args.chief:
+        model.save(os.path.join(out, "model.keras"))
+        training.write_test_summary(
+            os.path.join(out, "logs"), metrics, step=args.epochs - 1, hparams=run_flags(args)
+        )
+
+
+def relaxation_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if args.kl:
         options["kl"] = args.kl
     if args.stl:
         options["stick_the_landing"] = True
-    if args.dist == "igr_sb" and args.sb_adaptive:
+    if args.sb_adaptive:
         options.update(adaptive=True, threshold=args.sb_threshold)
     return options
 
 
-def load_data(args):
+def load_data(args: argparse.Namespace):
     from igr_tf import datasets
 
     return datasets.load(
@@ -241,132 +433,242 @@ def load_data(args):
     )
 
 
-def fit(model, train, test, args, out: str, image_fn=None) -> dict[str, Any]:
-    """`model.fit` with resumable checkpoints, divergence guard, timing and TensorBoard logs."""
-    from igr_tf import training
-
-    # verbose=False: the divergence message is printed once, by `training.fail` below.
-    ckpt = training.EpochCheckpoint(os.path.join(out, "checkpoint"), verbose=False)
-    with args.strategy_obj.scope():  # optimizer variables must be created under the strategy
-        training.build_for_restore(model)
-        initial_epoch = training.restore_checkpoint(model, ckpt.directory)
-    if initial_epoch:
-        print(f"Resuming from epoch {initial_epoch} (checkpoint in {ckpt.directory}).")
-        # The checkpoint restored the optimizer's learning-rate variable too: use --lr, as the
-        # flags in results.json say. (A schedule has no such variable and raises TypeError; it
-        # is rebuilt from the flags anyway.)
-        try:
-            model.optimizer.learning_rate = args.lr
-        except TypeError:
-            pass
-    timer = training.SteadyTimer()
-    logs = os.path.join(out, "logs")
-    callbacks = [ckpt, timer, training.ScalarSummary(logs)]
-    if image_fn is not None:
-        callbacks.append(training.ImageSummary(logs, image_fn, name="samples"))
-    history = model.fit(
-        train,
-        validation_data=test,
-        epochs=args.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        verbose=args.verbose,
-        shuffle=False,  # the tf.data pipeline reshuffles every epoch itself
+def add_latent_model_flags(p: ArgumentParser) -> None:
+    """Flags shared by the tasks with a discrete-latent Keras model (vae, sop)."""
+    v = p.add_argument_group("vae and sop")
+    v.add_argument(
+        "--arch",
+        default=None,
+        help="vae: linear|nonlinear|relax|conv (default nonlinear); "
+        "sop: double_linear|triple_linear|nonlinear (default double_linear); "
+        "gumbolt: linear|nonlinear (default nonlinear)",
     )
-    if ckpt.diverged:
-        training.fail(f"{ckpt.message}", prog="train.py")
-    timing = timer.summary()
-    return {
-        "epochs_completed": args.epochs,
-        "resumed_from_epoch": initial_epoch,
-        "train_seconds": timing["wall_time_s"],
-        # Train steps per second after the first step (which includes tracing/compilation).
-        "steps_per_sec": timing["steady_steps_per_sec"] or timing["steps_per_sec"] or None,
-        "timing": timing,
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
-    }
+    v.add_argument("--num-vars", type=int, default=20, help="vae: categorical latent variables V")
+    v.add_argument("--num-categories", type=int, default=10, help="vae: categories K per variable")
+    v.add_argument(
+        "--samples",
+        type=int,
+        default=1,
+        help="samples per training step (VAE: S > 1 is the importance-weighted bound)",
+    )
+    v.add_argument(
+        "--eval-samples",
+        type=int,
+        default=100,
+        help="importance samples (VAE) / rounded samples (SOP) for the test metric; resumable",
+    )
+    v.add_argument(
+        "--kl",
+        default=None,
+        choices=("closed", "sampled"),
+        help="KL estimator (default: closed form where it exists)",
+    )
+    v.add_argument("--stl", action="store_true", help="sticking-the-landing gradient")
+    v.add_argument(
+        "--hard",
+        action="store_true",
+        help="vae: straight-through, as gumbel_softmax(hard=True): one-hot forward, relaxed "
+        "gradient",
+    )
+    v.add_argument(
+        "--sb-adaptive",
+        action="store_true",
+        help="igr_sb: adaptive truncation with --num-categories as the cap",
+    )
+    v.add_argument(
+        "--sb-threshold",
+        type=finite_float,
+        default=0.99,
+        help="igr_sb: stick mass to cover (adaptive)",
+    )
 
 
-def run_vae(args, out: str) -> dict[str, Any]:
-    import keras
+def check_latent_model_flags(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    for name in ("num_vars", "samples", "eval_samples"):
+        if getattr(args, name) < 1:
+            error(f"{_flag(name)} must be ≥ 1; got {getattr(args, name)}")
+    if args.num_categories < 2:
+        error(f"--num-categories must be ≥ 2; got {args.num_categories}")
+    if not 0 < args.sb_threshold <= 1:
+        error(f"--sb-threshold must be in (0, 1]; got {args.sb_threshold}")
+    if args.sb_adaptive and args.dist != "igr_sb":
+        error(f"--sb-adaptive needs --dist igr_sb; got --dist {args.dist}")
+    if args.lr is None:
+        args.lr = 1e-3
+
+
+# ==================================================================================================
+# Task: vae
+# ==================================================================================================
+
+
+def resolve_vae(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    check_latent_model_flags(args, error)
+    if args.temperature is None:
+        args.temperature = VAE_TEMPERATURE[args.dist]
+
+
+def vae_images(model, data, args):
+    """`images(epoch)`: 8 test images, their reconstructions and 8 samples from the prior."""
     import tensorflow as tf
 
-    from igr_tf import datasets
+    x = next(iter(data.test.batch(8)))  # the test set may hold fewer than 8
+    pixels = x.shape[1] * x.shape[2]
+
+    def images(epoch: int):
+        recon = tf.sigmoid(model(x, training=False)[:, :pixels])
+        prior = model.latent.relaxation.prior(model.latent.temperature, num_vars=args.num_vars)
+        z = prior.sample(x.shape[0], seed=tf.constant([args.seed, epoch], tf.int32))
+        gen = tf.sigmoid(model.decoder(tf.cast(z, tf.float32))[:, :pixels])
+        return tf.concat([x, tf.reshape(recon, tf.shape(x)), tf.reshape(gen, tf.shape(x))], 0)
+
+    return images
+
+
+def run_vae(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    import keras
+
+    from igr_tf import training
     from models.vae import DiscreteVAE
 
     data = load_data(args)
-    tau = args.temperature or VAE_TEMPERATURE[args.dist]
-    train = datasets.pipeline(data.train, args.batch_size, seed=args.seed)
-    test = datasets.pipeline(data.test, args.batch_size, shuffle=False)
     with args.strategy_obj.scope():
         model = DiscreteVAE(
             args.dist,
             args.num_vars,
             args.num_categories,
-            tau,
+            args.temperature,
             arch=args.arch or "nonlinear",
             image_shape=data.image_shape,
             likelihood=data.likelihood,
             num_samples=args.samples,
             relaxation_options=relaxation_options(args),
-            straight_through=args.straight_through,
+            hard=args.hard,
             seed=args.seed,
         )
-        model.compile(optimizer=keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
-    x_show = next(iter(data.test.batch(8)))
-
-    def images():  # originals, reconstructions and samples from the prior, side by side
-        recon = tf.sigmoid(model(x_show, training=False)[:, : x_show.shape[1] * x_show.shape[2]])
-        prior = model.latent.relaxation.prior(model.latent.temperature, num_vars=args.num_vars)
-        z = prior.sample(x_show.shape[0], seed=args.seed)  # the test set may hold < 8
-        gen = tf.sigmoid(
-            model.decoder(tf.cast(z, tf.float32))[:, : x_show.shape[1] * x_show.shape[2]]
-        )
-        return tf.concat(
-            [x_show, tf.reshape(recon, tf.shape(x_show)), tf.reshape(gen, tf.shape(x_show))], 0
-        )
-
-    info = fit(model, train, test, args, out, images)
+        training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
+    info = fit(model, data, args, out, vae_images(model, data, args))
+    test = load_test(data, args)
     elbo = model.evaluate(test, verbose=0, return_dict=True)
     metrics = {"test_elbo": -elbo["loss"], "test_recon": elbo["recon"], "test_kl": elbo["kl"]}
     metrics.update(model.evaluate_loglik(test, args.eval_samples, seed=args.seed))
-    metrics["temperature"] = tau
-    model.save(os.path.join(out, "model.keras"))
+    metrics["temperature"] = args.temperature
+    finish(model, args, out, metrics)
     return {"metrics": metrics, **info}
 
 
-def run_sop(args, out: str) -> dict[str, Any]:
+def load_test(data, args):
+    from igr_tf import datasets
+
+    return datasets.pipeline(data.test, args.batch_size, shuffle=False)
+
+
+register(
+    "vae",
+    Task(help="discrete VAE", run=run_vae, resolve=resolve_vae),
+)
+
+
+# ==================================================================================================
+# Task: sop (structured output prediction)
+# ==================================================================================================
+
+
+def resolve_sop(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    check_latent_model_flags(args, error)
+    if args.temperature is None:
+        args.temperature = SOP_TEMPERATURE
+
+
+def run_sop(args: argparse.Namespace, out: str) -> dict[str, Any]:
     import keras
 
-    from igr_tf import datasets, training
+    from igr_tf import training
     from models.sop import StructuredOutputPredictor
 
     data = load_data(args)
-    tau = args.temperature or 1.0
-    train = datasets.pipeline(data.train, args.batch_size, seed=args.seed)
-    test = datasets.pipeline(data.test, args.batch_size, shuffle=False)
+    if data.image_shape != (28, 28, 1):
+        raise ValueError(f"sop needs 28x28 images (upper half -> lower half); got {data.name} "
+                         f"with images {data.image_shape[:2]}")  # fmt: skip
     with args.strategy_obj.scope():
         model = StructuredOutputPredictor(
             args.dist,
             architecture=args.arch or "double_linear",
-            temperature=tau,
+            temperature=args.temperature,
             num_train_samples=args.samples,
             num_test_samples=args.eval_samples,
             relaxation_options=relaxation_options(args),
             seed=args.seed,
         )
         lr = training.InverseTimeDecayFloor(initial_learning_rate=args.lr)
-        model.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=not args.no_jit)
-    info = fit(model, train, test, args, out)
+        training.compile_model(model, keras.optimizers.Adam(lr), jit_compile=not args.no_jit)
+    info = fit(model, data, args, out)
     metrics = {
-        "test_nll": model.test_nll(test, args.eval_samples, seed=args.seed),
-        "temperature": tau,
+        "test_nll": model.test_nll(load_test(data, args), args.eval_samples, seed=args.seed),
+        "temperature": args.temperature,
     }
-    model.save(os.path.join(out, "model.keras"))
+    finish(model, args, out, metrics)
     return {"metrics": metrics, **info}
 
 
-def run_approx(args, out: str) -> dict[str, Any]:
+register("sop", Task(help="structured output prediction", run=run_sop, resolve=resolve_sop))
+
+
+# ==================================================================================================
+# Task: approx (approximating a discrete distribution)
+# ==================================================================================================
+
+
+def add_approx_flags(p: ArgumentParser) -> None:
+    a = p.add_argument_group("approx")
+    a.add_argument(
+        "--target",
+        default="discrete",
+        choices=("poisson", "binomial", "negbinomial", "discrete"),
+        help="target distribution",
+    )
+    a.add_argument(
+        "--categories", type=int, default=None, help="K for poisson/negbinomial (default 20 / 40)"
+    )
+    a.add_argument("--rate", type=finite_float, default=50.0, help="poisson rate, > 0")
+    a.add_argument("--trials", type=int, default=12, help="binomial n, ≥ 1")
+    a.add_argument(
+        "--prob",
+        type=finite_float,
+        default=None,
+        help="binomial p (default 0.3) / negbinomial p (default 0.6), in (0, 1)",
+    )
+    a.add_argument("--successes", type=finite_float, default=50.0, help="negbinomial r, > 0")
+    a.add_argument("--mc-samples", type=int, default=10_000, help="relaxed samples per step")
+
+
+def resolve_approx(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    if args.mc_samples < 1:
+        error(f"--mc-samples must be ≥ 1; got {args.mc_samples}")
+    if args.categories is not None and args.categories < 2:
+        error(f"--categories must be ≥ 2; got {args.categories}")
+    if not args.rate > 0:
+        error(f"--rate must be > 0; got {args.rate}")
+    if args.trials < 1:
+        error(f"--trials must be ≥ 1; got {args.trials}")
+    if args.prob is not None and not 0 < args.prob < 1:
+        error(f"--prob must be in (0, 1); got {args.prob}")
+    if not args.successes > 0:
+        error(f"--successes must be > 0; got {args.successes}")
+    if args.lr is None:
+        args.lr = 1e-2
+    if args.temperature is None:
+        args.temperature = APPROX_TEMPERATURE[args.dist]
+
+
+#: A fit ending with a loss above this many times its start (KL from the uniform start) diverged.
+APPROX_DIVERGENCE_FACTOR = 10.0
+
+
+def run_approx(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    import numpy as np
+    import tensorflow as tf
+
     from igr_tf import approx, training
 
     targets = {  # SPEC §5's targets; K applies to the unbounded ones
@@ -378,40 +680,203 @@ def run_approx(args, out: str) -> dict[str, Any]:
         "discrete": approx.discrete,
     }
     target = targets[args.target]()
-    tau = args.temperature or APPROX_TEMPERATURE[args.dist]
     start = time.perf_counter()
     result = approx.fit_approximation(
         args.dist,
         target,
-        tau,
+        args.temperature,
         num_samples=args.mc_samples,
         steps=args.epochs * 10,
         lr=args.lr,
         seed=args.seed,
     )
     seconds = time.perf_counter() - start
-    writer_dir = os.path.join(out, "logs")
-    import tensorflow as tf
-
-    with tf.summary.create_file_writer(writer_dir).as_default():
-        for step, value in enumerate(result.losses):
-            training.write_scalar_summary("loss", float(value), step)
+    losses = np.asarray(result.losses, dtype=np.float64)
+    if args.chief:
+        with tf.summary.create_file_writer(os.path.join(out, "logs", "train")).as_default():
+            for step, value in enumerate(losses):
+                tf.summary.scalar("loss", value, step=step)
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise ValueError(f"the fit diverged: loss {losses[bad[0]]} at step {bad[0] + 1}; "
+                         f"lower --lr (now {args.lr})")  # fmt: skip
+    if losses[-1] > APPROX_DIVERGENCE_FACTOR * max(losses[0], 1e-3):
+        raise ValueError(f"the fit diverged: the loss grew from {losses[0]:.4g} to "
+                         f"{losses[-1]:.4g}; lower --lr (now {args.lr})")  # fmt: skip
+    metrics = {
+        "final_loss": float(losses[-1]),
+        "total_variation": float(result.total_variation),
+        "temperature": args.temperature,
+    }
+    if args.chief:
+        training.write_test_summary(
+            os.path.join(out, "logs"), metrics, step=len(losses) - 1, hparams=run_flags(args)
+        )
     return {
-        "metrics": {
-            "final_loss": float(result.losses[-1]),
-            "total_variation": float(result.total_variation),
-            "temperature": tau,
-        },
+        "metrics": metrics,
         "train_seconds": seconds,
-        "steps_per_sec": len(result.losses) / seconds,
+        "steps_per_sec": len(losses) / seconds,
         "target": [float(t) for t in target],
         "argmax_pmf": [float(t) for t in result.argmax_pmf],
-        "losses": [float(x) for x in result.losses],
+        "losses": [float(x) for x in losses],
     }
 
 
-# --- gumbolt: a discrete VAE with a Boltzmann-machine prior (models/gumbolt.py) -----------------
-def add_gumbolt_arguments(p) -> None:
+register(
+    "approx",
+    Task(
+        help="approximate a discrete distribution",
+        run=run_approx,
+        add_flags=add_approx_flags,
+        resolve=resolve_approx,
+    ),
+)
+
+
+# ==================================================================================================
+# Task: cbm (sparse concept bottleneck models: igr_tf.concepts, models/cbm.py)
+# ==================================================================================================
+
+
+def add_cbm_flags(p: ArgumentParser) -> None:
+    c = p.add_argument_group("cbm")
+    c.add_argument("--mode", default="gumbel", choices=CBM_MODES, help="concept bottleneck mode")
+    c.add_argument(
+        "--num-slots",
+        type=int,
+        default=None,
+        help="gumbel/igr: concepts selectable per image (default: the table's most per class)",
+    )
+    c.add_argument(
+        "--presence",
+        default="pairwise",
+        choices=("pairwise", "exact"),
+        help="gumbel/igr: concept-presence probability of the concept loss",
+    )
+    c.add_argument(
+        "--soft-selection",
+        action="store_true",
+        help="gumbel/igr: train on relaxed selections instead of straight-through (exactly 0/1)",
+    )
+    c.add_argument("--inference", default="mode", choices=("mode", "sample"), help="gumbel/igr")
+    for flag, what in (
+        ("--concept-weight", "weight of the concept BCE"),
+        ("--l1-weight", "l1: weight of the mean activation"),
+        ("--contrastive-weight", "contrastive: weight of the InfoNCE loss"),
+        ("--contrastive-temperature", "contrastive: InfoNCE temperature"),
+    ):
+        c.add_argument(
+            flag,
+            type=finite_float,
+            default=None,
+            help=f"{what} (default: see DEFAULT_WEIGHTS in models/cbm.py)",
+        )
+    c.add_argument("--encoder-epochs", type=int, default=5, help="image encoder pre-training")
+    c.add_argument("--embedding-dim", type=int, default=64, help="image encoder output size")
+
+
+def resolve_cbm(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    if args.data_file or args.dataset != "mnist_sample":
+        error("cbm: only --dataset mnist_sample (it has labels) is supported")
+    for name in ("num_slots", "encoder_epochs", "embedding_dim"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "encoder_epochs" else 1):
+            error(f"{_flag(name)} must be ≥ {0 if name == 'encoder_epochs' else 1}; got {value}")
+    if args.lr is None:
+        args.lr = 1e-2  # 1e-3 trained poorly in 10 epochs on mnist_sample
+    if args.temperature is None:
+        args.temperature = CBM_TEMPERATURE
+
+
+def run_cbm(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    import types
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from igr_tf import concepts, training
+    from models import cbm
+
+    data = cbm.load_labelled_mnist_sample()
+    table = concepts.DIGIT_CONCEPTS
+    with args.strategy_obj.scope():
+        encoder, classifier = cbm.pretrain_encoder(
+            data.x_train,
+            data.y_train,
+            embedding_dim=args.embedding_dim,
+            epochs=args.encoder_epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    reference = classifier.evaluate(data.x_test, data.y_test, verbose=0, return_dict=True)
+    labelled = types.SimpleNamespace(
+        train=tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train)),
+        test=tf.data.Dataset.from_tensor_slices((data.x_test, data.y_test)),
+        num_train=len(data.x_train),
+    )
+    weights = {
+        k: v if getattr(args, k) is None else getattr(args, k)
+        for k, v in cbm.DEFAULT_WEIGHTS.items()
+    }
+    with args.strategy_obj.scope():
+        model = cbm.ConceptBottleneckModel(
+            table,
+            args.mode,
+            input_shape=data.x_train.shape[1:],
+            encoder=encoder,
+            temperature=args.temperature,
+            num_slots=args.num_slots,
+            hard=not args.soft_selection,
+            inference=args.inference,
+            presence=args.presence,
+            seed=args.seed,
+            **weights,
+        )
+        training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
+    info = fit(model, labelled, args, out)
+    test = labelled.test.batch(args.batch_size)
+    result = model.evaluate(test, verbose=0, return_dict=True)
+    metrics = {f"test_{k}": float(v) for k, v in result.items()}
+    metrics.update(
+        test_active_concepts=metrics["test_sparsity"] * len(table.concept_names),
+        encoder_test_accuracy=float(reference["accuracy"]),
+        temperature=args.temperature,
+        num_slots=model.bottleneck.num_slots,
+    )
+    step = len(data.x_test) // 10
+    shown, labels = data.x_test[::step][:10], data.y_test[::step][:10]
+    activations = model.concepts(shown, training=False)["concepts"].numpy()
+    predicted = np.argmax(model(shown, training=False).numpy(), axis=-1)
+    top = concepts.top_concepts(activations, table.concept_names, k=7)
+    examples = [
+        {"label": int(y), "predicted": int(p), "concepts": [n for n, _ in t]}
+        for y, p, t in zip(labels, predicted, top, strict=True)
+    ]
+    finish(model, args, out, metrics)
+    return {"metrics": metrics, "examples": examples, **info}
+
+
+register(
+    "cbm",
+    Task(
+        help="sparse concept bottleneck model",
+        run=run_cbm,
+        add_flags=add_cbm_flags,
+        resolve=resolve_cbm,
+    ),
+)
+
+
+# ==================================================================================================
+# Task: gumbolt (a discrete VAE with a Boltzmann-machine prior: igr_tf.boltzmann, models/gumbolt.py)
+# ==================================================================================================
+
+#: The binary relaxations gumbolt's posterior takes (igr_tf.boltzmann.posterior checks the same).
+GUMBOLT_RELAXATIONS = ("gs", "igr_i", "igr_sb")
+
+
+def add_gumbolt_flags(p: ArgumentParser) -> None:
     """gumbolt's own flags; it also reads --dist (gs, igr_i, igr_sb), --temperature, --arch
     (linear|nonlinear), --samples (k of the training bound) and --eval-samples."""
     g = p.add_argument_group("gumbolt")
@@ -419,62 +884,72 @@ def add_gumbolt_arguments(p) -> None:
         "--prior",
         default="rbm",
         choices=("rbm", "factorial"),
-        help="gumbolt: RBM prior, or the factorial Bernoulli baseline of the same size",
+        help="RBM prior, or the factorial Bernoulli baseline of the same size",
     )
-    g.add_argument(
-        "--latent-sizes",
-        type=int,
-        nargs=2,
-        default=[20, 20],
-        metavar=("N1", "N2"),
-        help="gumbolt: binary latents in the RBM's two groups",
-    )
-    g.add_argument("--num-chains", type=int, default=100, help="gumbolt: persistent Gibbs chains")
-    g.add_argument(
-        "--gibbs-steps", type=int, default=1, help="gumbolt: Gibbs sweeps of the chains per step"
-    )
+    g.add_argument("--z1-units", type=int, default=20, help="binary latents in the RBM's group 1")
+    g.add_argument("--z2-units", type=int, default=20, help="binary latents in the RBM's group 2")
+    g.add_argument("--num-chains", type=int, default=100, help="persistent Gibbs chains (rbm)")
+    g.add_argument("--gibbs-steps", type=int, default=1, help="Gibbs sweeps of the chains per step")
     g.add_argument(
         "--igr-learn-scale",
         action="store_true",
-        help="gumbolt, igr_*: learn the Gaussian scale too (degenerate with GumBolt's proxy "
-        "posterior; otherwise it is 1)",
+        help="igr_*: learn the Gaussian scale too (degenerate with GumBolt's proxy posterior; "
+        "otherwise it is 1)",
     )
-    g.add_argument("--ais-chains", type=int, default=100, help="gumbolt: AIS runs for log Z")
-    g.add_argument(
-        "--ais-betas", type=int, default=10_000, help="gumbolt: AIS intermediate distributions"
-    )
+    g.add_argument("--ais-chains", type=int, default=100, help="AIS runs for the test log Z")
+    g.add_argument("--ais-betas", type=int, default=10_000, help="AIS intermediate distributions")
 
 
-def run_gumbolt(args, out: str) -> dict[str, Any]:
-    import keras
+def resolve_gumbolt(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    if args.dist not in GUMBOLT_RELAXATIONS:
+        error(f"--dist {args.dist}: gumbolt's binary relaxations are "
+              f"{', '.join(GUMBOLT_RELAXATIONS)}")  # fmt: skip
+    if args.igr_learn_scale and args.dist == "gs":
+        error("--igr-learn-scale needs --dist igr_i or igr_sb (GS has no scale)")
+    for name in ("z1_units", "z2_units", "num_chains", "gibbs_steps", "ais_chains", "ais_betas",
+                 "samples", "eval_samples"):  # fmt: skip
+        if getattr(args, name) < 1:
+            error(f"{_flag(name)} must be ≥ 1; got {getattr(args, name)}")
+    if args.arch is not None and args.arch not in ("linear", "nonlinear"):
+        error(f"--arch {args.arch}: gumbolt's architectures are linear, nonlinear")
+    if args.lr is None:
+        args.lr = 1e-3
+    if args.temperature is None:
+        args.temperature = GUMBOLT_TEMPERATURE
+    if args.arch is None:
+        args.arch = "nonlinear"
+
+
+def gumbolt_images(model, data, args):
+    """`images(epoch)`: 8 test images, their reconstructions and 8 BM-prior samples decoded."""
     import tensorflow as tf
 
-    from igr_tf import datasets
-    from igr_tf.boltzmann.posterior import BINARY_RELAXATIONS
-    from models.gumbolt import DEFAULT_TEMPERATURE, GumBoltVAE
+    x = next(iter(data.test.batch(8)))
 
-    if args.dist not in BINARY_RELAXATIONS:
-        raise ValueError(
-            f"--dist {args.dist}: gumbolt's binary relaxations are {', '.join(BINARY_RELAXATIONS)}"
-        )
-    for name in ("num_chains", "gibbs_steps", "ais_chains", "ais_betas"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1; got {getattr(args, name)}")
-    if min(args.latent_sizes) < 1:
-        raise ValueError(f"--latent-sizes must be ≥ 1; got {args.latent_sizes}")
+    def images(epoch: int):
+        recon = tf.reshape(tf.sigmoid(model(x, training=False)), tf.shape(x))
+        gen = model.generate(x.shape[0], num_steps=200, seed=(args.seed, epoch))
+        return tf.concat([x, recon, gen], 0)
+
+    return images
+
+
+def run_gumbolt(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    import keras
+
+    from igr_tf import training
+    from models.gumbolt import GumBoltVAE
+
     data = load_data(args)
     if data.likelihood != "bernoulli":
         raise ValueError(f"gumbolt needs binary images; {data.name} is continuous")
-    tau = args.temperature or DEFAULT_TEMPERATURE
-    train = datasets.pipeline(data.train, args.batch_size, seed=args.seed)
-    test = datasets.pipeline(data.test, args.batch_size, shuffle=False)
     with args.strategy_obj.scope():
         model = GumBoltVAE(
             args.dist,
-            tuple(args.latent_sizes),
+            (args.z1_units, args.z2_units),
             args.prior,
-            tau,
-            arch=args.arch or "nonlinear",
+            args.temperature,
+            arch=args.arch,
             image_shape=data.image_shape,
             num_samples=args.samples,
             num_chains=args.num_chains,
@@ -482,73 +957,97 @@ def run_gumbolt(args, out: str) -> dict[str, Any]:
             learn_scale=args.igr_learn_scale,
             seed=args.seed,
         )
-        model.compile(optimizer=keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
-    x_show = next(iter(data.test.batch(8)))
-
-    def images():  # originals, reconstructions and decoded samples of the prior
-        recon = tf.reshape(tf.sigmoid(model(x_show, training=False)), tf.shape(x_show))
-        gen = model.generate(x_show.shape[0], num_steps=200, seed=(args.seed, 2))
-        return tf.concat([x_show, recon, gen], 0)
-
-    info = fit(model, train, test, args, out, images)
+        training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
+    info = fit(model, data, args, out, gumbolt_images(model, data, args))
+    test = load_test(data, args)
     relaxed = model.evaluate(test, verbose=0, return_dict=True)
     log_z = model.log_partition("ais", args.ais_chains, args.ais_betas, seed=(args.seed, 1))
     metrics = {"log_z_ais": log_z["log_z"], "log_z_ais_se": log_z["log_z_se"]}
     loglik = model.evaluate_loglik(test, log_z["log_z"], args.eval_samples, seed=args.seed)
     metrics.update(loglik)
-    if min(args.latent_sizes) <= 20 or args.prior == "factorial":  # 2^20 states: about a second
+    if min(args.z1_units, args.z2_units) <= 20 or args.prior == "factorial":  # 2^20: a second
         exact = model.log_partition("exact")["log_z"]
         metrics["log_z_exact"] = exact
         metrics["test_loglik_exact_log_z"] = loglik["test_loglik"] + log_z["log_z"] - exact
     # The relaxed training objective on the test set, normalized with the AIS log Z.
     metrics["test_relaxed_bound"] = -relaxed["loss"] - log_z["log_z"]
-    metrics["temperature"] = tau
-    model.save(os.path.join(out, "model.keras"))
+    metrics["temperature"] = args.temperature
+    finish(model, args, out, metrics)
     return {"metrics": metrics, **info}
 
 
-RUNNERS = {"vae": run_vae, "sop": run_sop, "approx": run_approx, "gumbolt": run_gumbolt}
+register(
+    "gumbolt",
+    Task(
+        help="discrete VAE with a Boltzmann-machine prior (GumBolt)",
+        run=run_gumbolt,
+        add_flags=add_gumbolt_flags,
+        resolve=resolve_gumbolt,
+    ),
+)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = apply_config(parser, argv)
-    check_args(parser, args)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+# ==================================================================================================
+# Main
+# ==================================================================================================
+
+
+def setup_tensorflow(args: argparse.Namespace):
+    """Imports TensorFlow quietly, splits the CPU, makes the strategy and seeds everything."""
+    tf = import_tensorflow()
 
     from igr_tf import training
-    from igr_tf.datasets import DataError
 
     if args.cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * args.cpu_devices
         )
-    args.strategy_obj = training.make_strategy(args.strategy)
+    try:
+        args.strategy_obj = training.make_strategy(args.strategy)
+    except (ValueError, KeyError, json.JSONDecodeError) as e:  # a malformed TF_CONFIG
+        fail(f"--strategy {args.strategy}: cannot set up the strategy from TF_CONFIG: {e}", PROG)
+    args.chief = bool(getattr(args.strategy_obj.extended, "should_checkpoint", True))
     tf.keras.utils.set_random_seed(args.seed)
-    out = args.out or default_out(args)
-    os.makedirs(out, exist_ok=True)
+    return tf
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parse_args(parser, argv)
+    check_args(parser, args)
+    setup_tensorflow(args)
+    from igr_tf import training
+    from igr_tf.datasets import DataError
+
+    out = args.out
     start = time.perf_counter()
     try:
-        result = RUNNERS[args.task](args, out)
-    except (DataError, ValueError) as e:
-        training.fail(str(e), prog="train.py")
-    flags = {k: v for k, v in vars(args).items() if k != "strategy_obj"}
+        os.makedirs(out, exist_ok=True)
+        saved = training.RunCheckpoint.read_info(os.path.join(out, "checkpoint"))
+        if saved is not None:
+            resume_check(args, saved, os.path.join(out, "checkpoint"))
+        result = TASKS[args.task].run(args, out)
+    except (DataError, ValueError, OSError) as e:  # CheckpointError and ResumeError included
+        fail(str(e), PROG)
     result.update(
-        flags=flags,
+        flags=run_flags(args),
         seed=args.seed,
         replicas=args.strategy_obj.num_replicas_in_sync,
         wall_seconds=time.perf_counter() - start,
         environment=training.run_metadata(),
     )
-    training.write_json_atomic(os.path.join(out, "results.json"), result)
-    shown = {k: v for k, v in result["metrics"].items()}
+    if args.chief:
+        training.write_json_atomic(os.path.join(out, "results.json"), result)
     print(
         "Test metrics:",
-        ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()),
+        ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in result["metrics"].items()
+        ),
     )
-    print(f"Results written to {os.path.join(out, 'results.json')}")
+    if args.chief:
+        print(f"Results written to {os.path.join(out, 'results.json')}")
     return 0
 
 

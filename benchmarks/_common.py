@@ -150,14 +150,67 @@ def report(description: str, header: Sequence[str], rows: Sequence[Sequence[obje
     )
 
 
+#: docs/benchmarks.md is only written from runs that started on a machine this idle: the 1-minute
+#: load average of *other* work (read just before the run, when this process is still idle). Above
+#: it, timings of a 2-core machine shift by tens of percent and ratios do not reproduce.
+MAX_PUBLISH_LOAD = 0.5
+DOCS = os.path.join(_ROOT, "docs", "benchmarks.md")
+
+
+def load_average() -> float:
+    """The 1-minute load average (`/proc/loadavg`, `os.getloadavg`)."""
+    return os.getloadavg()[0]
+
+
+def load_line(before: float, after: float) -> str:
+    return (
+        f"Load average (1 min): {before:.2f} before the run, {after:.2f} at its end "
+        f"(this benchmark itself adds about 1 while it runs on one thread)."
+    )
+
+
+def publish(section: str, text: str, load_before: float, path: str = DOCS) -> None:
+    """Replaces the section `<!-- benchmark:NAME -->`...`<!-- /benchmark:NAME -->` of
+    docs/benchmarks.md with `text` (appends it if absent); refuses above MAX_PUBLISH_LOAD."""
+    if load_before > MAX_PUBLISH_LOAD:
+        raise SystemExit(
+            f"benchmark: error: not writing {os.path.relpath(path, _ROOT)}: the load average was "
+            f"{load_before:.2f} when the run started (at most {MAX_PUBLISH_LOAD} for published "
+            "numbers); rerun on an idle machine"
+        )
+    start, end = f"<!-- benchmark:{section} -->", f"<!-- /benchmark:{section} -->"
+    block = f"{start}\n{text.rstrip()}\n{end}"
+    doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    if start in doc and end in doc:
+        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
+    else:
+        doc = doc.rstrip() + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(doc)
+
+
 def main(run, doc: str, argv=None) -> str:
-    """Shared command line of the benchmark scripts: parse, pin threads, run, print the table."""
+    """Shared command line of the benchmark scripts: parse, pin threads, run, print the table
+    with the load average it ran under; `--publish` also writes it into docs/benchmarks.md."""
     import argparse
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     add_common_args(parser)
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help=f"write the table into docs/benchmarks.md (refused if the load average before the "
+        f"run exceeds {MAX_PUBLISH_LOAD})",
+    )
     args = parser.parse_args(argv)
+    before = load_average()
+    if args.publish and before > MAX_PUBLISH_LOAD:
+        publish("refused", "", before)  # fails fast, before the (long) run
     set_threads(args.threads)
     table = run(args.quick, args.rounds, args.calls)
+    table = f"{table}\n\n{load_line(before, load_average())}"
     print(table)
+    if args.publish:  # the section is the script's name, e.g. "relaxations"
+        script = sys.modules[run.__module__].__file__
+        publish(os.path.splitext(os.path.basename(script))[0], table, before)
     return table

@@ -31,21 +31,25 @@ THRESHOLD = 0.99
 
 def make_layer(k_max: int, batch=100, num_vars=20):
     """A built DiscreteLatent("igr_sb", adaptive) with a N(0, 1) prior, and its params variable."""
+    from unittest import mock
+
+    import numpy as np
     import tensorflow as tf
 
-    from igr_tf.distributions.relaxations import IGRStickBreaking
+    from igr_tf import categorical
     from igr_tf.layers import DiscreteLatent
 
-    class UnfittedPriorSB(IGRStickBreaking):
-        def prior_loc_scale(self, dtype):
-            shape = [self.num_categories - 1]
-            return tf.zeros(shape, dtype), tf.ones(shape, dtype)
-
     options = {"adaptive": True, "threshold": THRESHOLD}
-    layer = DiscreteLatent(
-        "igr_sb", num_vars, k_max, temperature=0.15, relaxation_options=options, seed=1
-    )
-    layer.relaxation = UnfittedPriorSB(k_max, **options)
+    # The relaxation fits its prior when built; here a N(0, 1) prior per stick stands in for it.
+    with (
+        mock.patch.object(categorical, "fit_stick_breaking_prior", lambda k, **kw: np.zeros(k - 1)),
+        mock.patch.object(
+            categorical, "stick_breaking_pmf", lambda loc, s: np.full(loc.size + 1, 1.0)
+        ),
+    ):
+        layer = DiscreteLatent(
+            "igr_sb", num_vars, k_max, temperature=0.15, relaxation_options=options, seed=1
+        )
     p = layer.relaxation.num_params
     layer.build((batch, num_vars, p))
     rng = tf.random.Generator.from_seed(0)

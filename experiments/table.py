@@ -17,10 +17,12 @@ DEFAULT_METRICS = {
     "vae": ["test_elbo", "test_loglik", "test_loglik_original_formula"],
     "sop": ["test_nll"],
     "approx": ["final_loss", "total_variation"],
+    "cbm": ["test_accuracy", "test_sparsity", "test_concept_accuracy", "encoder_test_accuracy"],
 }
 # Flags that identify an experiment (everything else, e.g. out or verbose, is bookkeeping).
 KEY_FLAGS = [
     "task",
+    "mode",
     "dist",
     "dataset",
     "arch",

@@ -77,6 +77,14 @@ def as_parameter(value, dtype, name: str):
     return tensor_util.convert_nonref_to_tensor(value, dtype=dtype, name=name)
 
 
+def as_dtype(value, dtype) -> tf.Tensor:
+    """`value` as a tensor of `dtype`: Python numbers exactly (`tf.cast(0.1, tf.float64)` would
+    round through float32 first), tensors and variables by `tf.cast`."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return tf.constant(value, dtype)
+    return tf.cast(value, dtype)
+
+
 def cast_like(param, like: tf.Tensor) -> tf.Tensor:
     """`param` as a tensor of `like`'s dtype (Python floats adapt; tensors must already match)."""
     if isinstance(param, float):

@@ -139,7 +139,7 @@ def _initial_params(relaxation: relaxations.Relaxation) -> np.ndarray:
     """
     if not isinstance(relaxation, relaxations._IGR):
         return np.zeros([1, relaxation.num_params], np.float32)
-    loc0, scale0 = (np.asarray(t, np.float64) for t in relaxation.prior_loc_scale(tf.float64))
+    loc0, scale0 = (np.asarray(t, np.float64) for t in relaxation.prior_loc_scale(1.0, tf.float64))
     s = np.maximum(scale0 - relaxations._MIN_SCALE, 1e-6)
     raw = s + np.log(-np.expm1(-s))  # softplus⁻¹(s), stably
     return np.concatenate([loc0, raw])[np.newaxis].astype(np.float32)
@@ -198,21 +198,20 @@ def fit_approximation(
     def log_samples(step: tf.Tensor, salt: int) -> tf.Tensor:
         tiled = tf.broadcast_to(params, [num_samples, *params.shape])  # [S, V=1, P]
         draw = relaxation.draw(tiled, tau, weights, seed=tf.stack([seed + salt, step]))
-        return draw.logits[:, 0, :]  # [S, K] hard logits
+        return draw.log_sample[:, 0, :]  # [S, K] log ψ
 
     @tf.function(jit_compile=jit_compile)
     def train_step(step: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            log_psi = tf.math.log_softmax(log_samples(step, 0) / tau, axis=-1)
-            loss = _kl_to_mean(log_p, p, log_psi)
+            loss = _kl_to_mean(log_p, p, log_samples(step, 0))
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
     losses = np.array([float(train_step(tf.constant(t))) for t in range(steps)])
 
-    logits = log_samples(tf.constant(0), 1)  # fresh draws for the summary
-    pmf_estimate = tf.reduce_mean(tf.math.softmax(logits / tau, axis=-1), axis=0).numpy()
-    counts = np.bincount(tf.argmax(logits, axis=-1).numpy(), minlength=target.size)
+    log_psi = log_samples(tf.constant(0), 1)  # fresh draws for the summary
+    pmf_estimate = tf.reduce_mean(tf.exp(log_psi), axis=0).numpy()
+    counts = np.bincount(tf.argmax(log_psi, axis=-1).numpy(), minlength=target.size)
     argmax_pmf = counts / counts.sum()
     return ApproxResult(
         losses=losses,

@@ -23,7 +23,10 @@ Binarization modes (``load(..., binarization=...)``): ``None`` (the data set's d
 training image each time it is produced, i.e. every epoch; the test set gets one fixed seeded
 draw, so test metrics are comparable across epochs), ``"none"`` (continuous values in [0, 1]).
 
-Use :func:`pipeline` to cache, shuffle (differently every epoch), batch and prefetch.
+Use :func:`pipeline` to cache, shuffle (differently every epoch), batch and prefetch, and
+:func:`epoch_pipeline` for training that must resume exactly: there every epoch's order (and, with
+dynamic binarization, every epoch's binary draw) is a function of ``(seed, epoch)`` alone, not of
+how many epochs this process has already iterated.
 """
 
 from __future__ import annotations
@@ -35,7 +38,16 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["DATASETS", "BINARIZATIONS", "DataError", "ImageData", "load", "pipeline"]
+__all__ = [
+    "BINARIZATIONS",
+    "DATASETS",
+    "DataError",
+    "ImageData",
+    "epoch_pipeline",
+    "load",
+    "pipeline",
+    "steps_per_epoch",
+]
 
 DATASETS: tuple[str, ...] = (
     "mnist_sample",
@@ -193,6 +205,93 @@ def pipeline(
         out = _dynamic_binarize(out, dynamic[1])
     out = out.batch(batch_size, drop_remainder=drop_remainder)
     return out.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one epoch of ``num_examples`` examples: ``ceil(n / b)`` (``floor`` when dropping
+    the remainder)."""
+    if num_examples < 1 or batch_size < 1:
+        raise ValueError(
+            f"need num_examples >= 1 and batch_size >= 1; got {num_examples}, {batch_size}"
+        )
+    if drop_remainder:
+        if num_examples < batch_size:
+            raise ValueError(
+                f"drop_remainder with batch_size {batch_size} > {num_examples} examples leaves "
+                "no batch"
+            )
+        return num_examples // batch_size
+    return -(-num_examples // batch_size)
+
+
+def epoch_pipeline(
+    ds: tf.data.Dataset,
+    batch_size: int,
+    *,
+    seed: int,
+    epochs: range,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """The training batches of ``epochs`` (e.g. ``range(initial_epoch, epochs)``), one epoch
+    after another, each epoch's order a function of ``(seed, epoch)`` only.
+
+    ``pipeline(shuffle=True)`` reshuffles on every pass, so the order of epoch e depends on how
+    many passes this *process* has made: a run resumed at epoch 3 would replay epoch 1's order.
+    Here epoch e is the cached data in the order of a uniform random permutation drawn with the
+    stateless seed ``fold_in((seed, 0), e)``; for data loaded with dynamic binarization, the
+    Bernoulli draw of the i-th image of epoch e uses a stateless seed folded from that seed and i.
+    So the batches of epoch e are the same whichever epoch the process started from. (Each epoch
+    holds the whole data set in memory once, to permute it.)
+
+    Use it with ``model.fit(ds, steps_per_epoch=steps_per_epoch(n, batch_size), epochs=E,
+    initial_epoch=k)`` and ``epochs=range(k, E)``: Keras then keeps one iterator across epochs and
+    takes exactly one epoch's batches per epoch.
+
+    Args:
+        ds: an unbatched dataset with known cardinality, e.g. ``ImageData.train`` (or of
+            ``(x, y)`` pairs).
+        batch_size: examples per batch.
+        seed: the run's seed.
+        epochs: the (0-based) epoch indices to produce, in order.
+        drop_remainder: drop each epoch's last, smaller batch.
+
+    Returns:
+        The batched dataset of ``len(epochs) * steps_per_epoch(n, batch_size)`` batches.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    dynamic = getattr(ds, _DYNAMIC_ATTR, None)
+    source = (dynamic[0] if dynamic is not None else ds).cache()
+    n = int(source.cardinality())
+    if n < 1:
+        raise ValueError(f"epoch_pipeline needs a dataset of known, positive size; got {n}")
+    whole = source.batch(n)  # one element: the whole data set
+    run_seed = tf.constant([seed, 0], tf.int64)
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        epoch_seed = tf.random.experimental.stateless_fold_in(run_seed, epoch)
+        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=epoch_seed)
+        out = whole.map(lambda *x: _gather(x, order)).unbatch()
+        if dynamic is not None:
+            out = out.enumerate().map(
+                lambda i, x: _bernoulli(x, tf.random.experimental.stateless_fold_in(epoch_seed, i)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        return out.batch(batch_size, drop_remainder=drop_remainder)
+
+    out = tf.data.Dataset.range(epochs.start, epochs.stop, epochs.step).flat_map(one_epoch)
+    return out.prefetch(tf.data.AUTOTUNE)
+
+
+def _gather(element: tuple, order: tf.Tensor):
+    """``element`` (a dataset element's components) with every tensor's rows in ``order``."""
+    gathered = tf.nest.map_structure(lambda t: tf.gather(t, order), element)
+    return gathered[0] if len(gathered) == 1 else gathered
+
+
+def _bernoulli(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """One Bernoulli(x) draw per pixel with a stateless seed."""
+    return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed) < x, tf.float32)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,6 +5,9 @@ latent = igr_tf.layers.DiscreteLatent("igr_sb", num_vars=20, num_categories=10, 
 h = keras.layers.Dense(latent.params_size)(features)     # the encoder's last layer
 out = latent(h)            # {"sample": [B, 20, 10] relaxed one-hot, "kl": [B], "N": [B]}
 ```
+
+The layer holds no math of its own: each call is one `Relaxation.draw`, i.e. a sample of the
+relaxation's TFP distribution and its KL to the prior (see `igr_tf.distributions.relaxations`).
 """
 
 from __future__ import annotations
@@ -15,11 +18,22 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow_probability.python.internal import assert_util
 
 from igr_tf._checks import check_positive, check_positive_int
 from igr_tf.distributions import relaxations
 
 __all__ = ["DiscreteLatent", "TemperatureSchedule"]
+
+
+def work_dtype(dtype) -> tf.DType:
+    """The dtype relaxations compute in: float64 stays, everything else (16-bit too) is float32.
+
+    Under `mixed_float16`/`mixed_bfloat16` the relaxation, its log-space sample and its KL are
+    computed in float32 (softmax++ at τ = 0.01 and log-densities need float32's range), and only
+    the sample handed to the next layer is cast to the compute dtype.
+    """
+    return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
 
 
 @keras.saving.register_keras_serializable(package="igr_tf")
@@ -30,16 +44,23 @@ class DiscreteLatent(keras.layers.Layer):
     (`params_size = V * P` is what the encoder's last Dense layer must output).
 
     Output: a dict with
-      - "sample": `[B, V, K]`: the relaxed one-hot sample `ψ = softmax(ℓ / τ)`; with
-        `straight_through=True` the forward value is `one_hot(argmax ψ)` and the gradient is ψ's;
-        with `hard=True` in the call it is `one_hot(argmax ψ)` (no gradient). With `binary=True`
-        (K = 2) the sample is `[B, V]`, the first coordinate of ψ: a relaxed Bernoulli.
+      - "sample": `[B, V, K]`: the relaxed one-hot sample ψ (in the layer's compute dtype).
+        With `hard=True` (the constructor's default, or per call) it is straight-through, as in
+        `torch.nn.functional.gumbel_softmax(hard=True)`: the forward value is exactly
+        `one_hot(argmax ψ)` and the gradient is ψ's. With `discrete=True` in the call it is
+        `one_hot(argmax ψ)` with no gradient (rounded samples, for evaluation). With
+        `binary=True` (K = 2) the sample is `[B, V]`, the first coordinate: a relaxed Bernoulli.
       - "kl": `[B]`: the KL to the relaxation's prior summed over variables (closed form or a
-        one-sample estimate, see `kl`).
+        one-sample estimate, see the relaxation's `kl` option), float32 (float64 for a float64
+        layer).
       - one entry per relaxation diagnostic (e.g. "N", sticks used by IGR-SB), `[B]`.
 
     The temperature is a layer weight: fixed, assigned by `TemperatureSchedule`, or trainable
-    (`trainable_temperature=True` learns log τ).
+    (`trainable_temperature=True` learns log τ). `validate=True` checks at run time (eagerly and
+    inside `tf.function`; XLA compiles assertions away) that the encoder outputs are finite and
+    the temperature is positive and finite, and validates the relaxation's TFP objects
+    (`validate_args=True`). Checked always, at construction: names, sizes, a positive initial
+    temperature, the input's last axis.
     """
 
     def __init__(
@@ -50,25 +71,35 @@ class DiscreteLatent(keras.layers.Layer):
         temperature: float = 1.0,
         *,
         trainable_temperature: bool = False,
-        straight_through: bool = False,
+        hard: bool = False,
         binary: bool = False,
         relaxation_options: dict[str, Any] | None = None,
+        validate: bool = False,
         seed: int | None = None,
         **kwargs,
     ) -> None:
+        # The relaxation computes in float32 under a mixed policy (see `work_dtype`): Keras must
+        # neither cast the inputs down to float16 (autocast=False) nor hand `call` the float32
+        # weights cast to float16 (each weight is created with autocast=False: a top-level layer
+        # call opens an autocast scope whatever the layer's own flag).
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         check_positive(temperature, "temperature")
         self.num_vars = check_positive_int(num_vars, "num_vars")
         self.relaxation_name = relaxation
         self.relaxation_options = dict(relaxation_options or {})
-        self.relaxation = relaxations.get(relaxation, num_categories, **self.relaxation_options)
+        self.validate = bool(validate)
+        options = dict(self.relaxation_options)
+        if self.validate:
+            options["validate_args"] = True
+        self.relaxation = relaxations.get(relaxation, num_categories, **options)
         self.num_categories = self.relaxation.num_categories
         if binary and self.num_categories != 2:
             raise ValueError(f"`binary=True` needs num_categories=2; got {num_categories}.")
         self.initial_temperature = float(temperature)
         self._unbuilt_temperature = self.initial_temperature  # set_temperature before build
         self.trainable_temperature = bool(trainable_temperature)
-        self.straight_through = bool(straight_through)
+        self.hard = bool(hard)
         self.binary = bool(binary)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -86,11 +117,14 @@ class DiscreteLatent(keras.layers.Layer):
     def build(self, input_shape) -> None:
         if input_shape[-1] is not None:
             expected = self.params_size if len(input_shape) == 2 else self.relaxation.num_params
-            if input_shape[-1] != expected:
+            if input_shape[-1] != expected or (
+                len(input_shape) == 3 and input_shape[1] not in (None, self.num_vars)
+            ):
                 raise ValueError(
                     f"DiscreteLatent({self.relaxation_name!r}, num_vars={self.num_vars}, "
-                    f"num_categories={self.num_categories}) needs inputs with last axis "
-                    f"{expected}; got shape {tuple(input_shape)}."
+                    f"num_categories={self.num_categories}) needs inputs [B, {self.params_size}]"
+                    f" or [B, {self.num_vars}, {self.relaxation.num_params}]; got shape "
+                    f"{tuple(input_shape)}."
                 )
         init = (
             np.log(self.initial_temperature)
@@ -102,9 +136,12 @@ class DiscreteLatent(keras.layers.Layer):
             shape=(),
             initializer=keras.initializers.Constant(init),
             trainable=self.trainable_temperature,
+            autocast=False,
         )
         self.flow_weights = {
-            name: self.add_weight(name=name, shape=spec.shape, initializer=spec.initializer)
+            name: self.add_weight(
+                name=name, shape=spec.shape, initializer=spec.initializer, autocast=False
+            )
             for name, spec in self.relaxation.weight_specs(self.num_vars).items()
         }
 
@@ -128,32 +165,57 @@ class DiscreteLatent(keras.layers.Layer):
 
     def _params(self, inputs) -> tf.Tensor:
         inputs = tf.convert_to_tensor(inputs)
-        if inputs.shape.rank == 2:
-            return tf.reshape(inputs, [-1, self.num_vars, self.relaxation.num_params])
-        return inputs
+        params = tf.cast(inputs, work_dtype(inputs.dtype))
+        if params.shape.rank == 2:
+            params = tf.reshape(params, [-1, self.num_vars, self.relaxation.num_params])
+        if not self.validate:
+            return params
+        check = assert_util.assert_less(
+            tf.abs(params),  # NaN fails this comparison too
+            tf.constant(np.inf, params.dtype),
+            message=f"{self.name}: the encoder outputs (the layer's inputs) must be finite.",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(params)
+
+    def _temperature_as(self, dtype) -> tf.Tensor:
+        tau = tf.cast(self.temperature, dtype)
+        if not self.validate:
+            return tau
+        checks = [
+            assert_util.assert_positive(tau, message=f"{self.name}: `temperature` must be > 0."),
+            assert_util.assert_less(
+                tau,
+                tf.constant(np.inf, dtype),
+                message=f"{self.name}: `temperature` must be finite.",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(tau)
 
     def _seed(self) -> tf.Tensor:
         return tf.cast(self.seed_generator.next(), tf.int32)
 
-    def call(self, inputs, training=None, hard: bool = False) -> dict[str, tf.Tensor]:
+    def call(
+        self, inputs, training=None, hard: bool | None = None, discrete: bool = False
+    ) -> dict[str, tf.Tensor]:
         params = self._params(inputs)
-        draw = self.relaxation.draw(
-            params, tf.cast(self.temperature, params.dtype), self.flow_weights, seed=self._seed()
-        )
-        one_hot = tf.one_hot(
-            tf.argmax(draw.logits, axis=-1), self.num_categories, dtype=params.dtype
-        )
-        if hard:
-            sample = one_hot
+        tau = self._temperature_as(params.dtype)
+        draw = self.relaxation.draw(params, tau, self.flow_weights, seed=self._seed())
+        if discrete:
+            sample = tf.stop_gradient(draw.one_hot())
         else:
-            sample = draw.relaxed(tf.cast(self.temperature, params.dtype))
-            if self.straight_through:
+            sample = draw.sample
+            if self.hard if hard is None else hard:
                 # (ψ - sg(ψ)) is exactly 0 in value, so the forward value is exactly one-hot;
                 # `one_hot + ψ - sg(ψ)` rounds `1 + ψ` first and is off by an ulp.
-                sample = one_hot + (sample - tf.stop_gradient(sample))
+                sample = draw.one_hot() + (sample - tf.stop_gradient(sample))
         if self.binary:
             sample = sample[..., 0]
-        out = {"sample": sample, "kl": tf.reduce_sum(draw.kl, axis=-1)}
+        out = {
+            "sample": tf.cast(sample, self.compute_dtype),
+            "kl": tf.reduce_sum(draw.kl, axis=-1),
+        }
         out.update({k: tf.reduce_mean(v, axis=-1) for k, v in draw.metrics.items()})
         return out
 
@@ -172,29 +234,35 @@ class DiscreteLatent(keras.layers.Layer):
             self.seed_generator.state.assign(store[self._SEED_STATE_KEY])
         super().load_own_variables({k: store[k] for k in keys if k != self._SEED_STATE_KEY})
 
-    def categorical_log_probs(self, inputs) -> tf.Tensor:
+    def categorical_log_probs(self, inputs, seed=None) -> tf.Tensor:
         """Log pmf `[B, V, K]` of the induced categorical of each variable given encoder outputs.
 
         Exact for "igr_i" (quadrature) and "gs"; a Monte Carlo estimate otherwise
-        (`self.relaxation.exact_categorical` tells which).
+        (`self.relaxation.exact_categorical` tells which), drawn from the stateless `seed`
+        (default: the layer's seed generator).
         """
         params = self._params(inputs)
         return self.relaxation.categorical_log_probs(
             params,
             self.flow_weights,
-            temperature=tf.cast(self.temperature, params.dtype),
-            seed=self._seed(),
+            temperature=self._temperature_as(params.dtype),
+            seed=self._seed() if seed is None else seed,
         )
 
-    def compute_output_spec(self, inputs, training=None, hard=False):
+    def prior_categorical_log_probs(self, dtype=tf.float32) -> tf.Tensor:
+        """Log pmf `[K]` of the categorical the prior induces (the same for every variable)."""
+        return self.relaxation.prior_categorical_log_probs(self.temperature, dtype)
+
+    def compute_output_spec(self, inputs, training=None, hard=None, discrete=False):
         batch = inputs.shape[0]
         shape = (batch, self.num_vars) + (() if self.binary else (self.num_categories,))
+        loss_dtype = work_dtype(self.compute_dtype).name
         out = {
-            "sample": keras.KerasTensor(shape, dtype=inputs.dtype),
-            "kl": keras.KerasTensor((batch,), dtype=inputs.dtype),
+            "sample": keras.KerasTensor(shape, dtype=self.compute_dtype),
+            "kl": keras.KerasTensor((batch,), dtype=loss_dtype),
         }
         for name in self.metric_names:
-            out[name] = keras.KerasTensor((batch,), dtype=inputs.dtype)
+            out[name] = keras.KerasTensor((batch,), dtype=loss_dtype)
         return out
 
     def get_config(self) -> dict[str, Any]:
@@ -205,9 +273,10 @@ class DiscreteLatent(keras.layers.Layer):
             num_categories=self.num_categories,
             temperature=self.initial_temperature,
             trainable_temperature=self.trainable_temperature,
-            straight_through=self.straight_through,
+            hard=self.hard,
             binary=self.binary,
             relaxation_options=self.relaxation_options,
+            validate=self.validate,
             seed=self.seed,
         )
         return config

@@ -33,14 +33,15 @@ import tensorflow as tf
 
 from igr_tf._checks import check_positive, check_positive_int
 from igr_tf.boltzmann import RBM, posterior
+from igr_tf.paper import GUMBOLT_TEMPERATURE
 
 __all__ = ["ARCHITECTURES", "DEFAULT_TEMPERATURE", "PRIORS", "GumBoltVAE"]
 
 #: Hidden layers of the encoder (the decoder mirrors them), tanh units.
 ARCHITECTURES: dict[str, tuple[int, ...]] = {"linear": (), "nonlinear": (200, 200)}
 PRIORS: tuple[str, ...] = ("rbm", "factorial")
-#: Temperature of the relaxed posterior used unless told otherwise.
-DEFAULT_TEMPERATURE = 0.5
+#: Temperature of the relaxed posterior used unless told otherwise (its home is igr_tf.paper).
+DEFAULT_TEMPERATURE = GUMBOLT_TEMPERATURE
 
 
 def _log_mean_exp(x: tf.Tensor, axis: int = 0) -> tf.Tensor:
@@ -213,22 +214,35 @@ class GumBoltVAE(keras.Model):
             tracker.update_state(terms[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
+    # Keras traces the steps with autograph; nothing here branches on tensors (the only loops
+    # are explicit tf.while_loops), and converting this code and TFP's took most of the
+    # tracing time (seconds per model on a CPU), hence do_not_convert.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
+        from igr_tf import training
+
         x = data[0] if isinstance(data, tuple) else data
         # Negative phase first: the chains move under the current parameters (no gradient).
         samples = self.prior.advance_chains() if self.prior.coupled else None
-        with tf.GradientTape() as tape:
-            terms = self.objective(x, training=True)
-            # The surrogate's value is 0; its gradient is ∇ log Z (PCD, or exact when factorial).
-            loss = tf.reduce_mean(terms["loss"]) + self.prior.log_partition_surrogate(samples)
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
-        return self._update(terms)
 
+        def objective(x):
+            terms = self.objective(x, training=True)
+            # The surrogate's value is exactly 0 and its gradient ∇ log Z (PCD, or exact when
+            # factorial); added per example, the batch mean that minimize differentiates gains it
+            # once (under N replicas too: N replicas x surrogate / N).
+            surrogate = self.prior.log_partition_surrogate(samples)
+            return dict(terms, loss=terms["loss"] + tf.cast(surrogate, terms["loss"].dtype))
+
+        terms = training.minimize(self, objective, x)
+        return training.step_logs(self._update(terms))
+
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
+        from igr_tf import training
+
         x = data[0] if isinstance(data, tuple) else data
-        return self._update(self.objective(x, training=False))
+        objective = training.replica_step(self, lambda x: self.objective(x, training=False))
+        return training.step_logs(self._update(objective(x)))
 
     # --- evaluation -----------------------------------------------------------------------------
     def log_partition(
@@ -283,7 +297,9 @@ class GumBoltVAE(keras.Model):
         self, dataset: tf.data.Dataset, log_z: float, num_samples: int = 100, seed: int = 0
     ) -> dict[str, float]:
         """Mean test log-likelihood over batched data, and its standard error over examples."""
-        step = tf.function(lambda x, s: self.loglik_terms(x, log_z, num_samples, s))
+        step = tf.function(
+            lambda x, s: self.loglik_terms(x, log_z, num_samples, s), autograph=False
+        )
         values = []
         for i, batch in enumerate(dataset):
             x = batch[0] if isinstance(batch, tuple) else batch

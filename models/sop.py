@@ -35,7 +35,7 @@ import keras
 import tensorflow as tf
 
 from igr_tf.evaluation import log_mean_exp
-from igr_tf.layers import DiscreteLatent
+from igr_tf.layers import DiscreteLatent, work_dtype
 
 __all__ = ["ARCHITECTURES", "StructuredOutputPredictor", "split_halves"]
 
@@ -81,7 +81,7 @@ class StructuredOutputPredictor(keras.Model):
       seed: seed of the stochastic layers (layer l gets `seed + l`); `None` for a random one.
 
     `call(images)` returns the Bernoulli logits `[B, 392]` of the lower half given one relaxed
-    sample (`hard=True`: one rounded sample). The trackers are "loss" (the S-sample relaxed
+    sample (`discrete=True`: one rounded sample). The trackers are "loss" (the S-sample relaxed
     objective, train and test) and "nll" (the test NLL with `num_test_samples` rounded samples,
     test only).
     """
@@ -160,55 +160,68 @@ class StructuredOutputPredictor(keras.Model):
         self.decoder.build(shape)
         self.built = True
 
-    def lower_logits(self, upper: tf.Tensor, hard: bool = False) -> tf.Tensor:
+    def lower_logits(self, upper: tf.Tensor, discrete: bool = False) -> tf.Tensor:
         """Bernoulli logits `[B, 392]` of the lower half given the upper half `[B, 392]`.
 
-        One sample of every stochastic layer: relaxed, or rounded (exactly 0/1) with `hard`.
+        One sample of every stochastic layer: relaxed, or rounded (exactly 0/1) with `discrete`.
+        Computed in float32 (float64 for a float64 model), whatever the compute dtype.
         """
         h = upper
         for i, (to_params, latent) in enumerate(zip(self.to_params, self.latents, strict=True)):
             if self.hidden:
                 h = self.hidden[i](h)
-            h = latent(to_params(h), hard=hard)["sample"]
-        return self.decoder(h)
+            h = latent(to_params(h), discrete=discrete)["sample"]
+        out = self.decoder(h)
+        return tf.cast(out, work_dtype(out.dtype))
 
-    def call(self, inputs, training=None, hard: bool = False) -> tf.Tensor:
+    def call(self, inputs, training=None, discrete: bool = False) -> tf.Tensor:
         upper, _ = split_halves(inputs)
-        return self.lower_logits(upper, hard=hard)
+        return self.lower_logits(upper, discrete=discrete)
 
     # --- objective -----------------------------------------------------------------------------
     def sample_log_likelihoods(
-        self, images: tf.Tensor, num_samples: int, hard: bool = False
+        self, images: tf.Tensor, num_samples: int, discrete: bool = False
     ) -> tf.Tensor:
         """`log p(x_l | x_u, b_s)` for S samples `b_s`: `[S, B]` (the batch tiled S times)."""
         upper, lower = split_halves(images)
         batch = tf.shape(upper)[0]
-        logits = self.lower_logits(tf.tile(upper, [num_samples, 1]), hard=hard)
+        logits = self.lower_logits(tf.tile(upper, [num_samples, 1]), discrete=discrete)
         labels = tf.tile(tf.cast(lower, logits.dtype), [num_samples, 1])
         log_lik = -tf.reduce_sum(
             tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=-1
         )
         return tf.reshape(log_lik, [num_samples, batch])
 
-    def nll(self, images: tf.Tensor, num_samples: int, hard: bool = False) -> tf.Tensor:
+    def nll(self, images: tf.Tensor, num_samples: int, discrete: bool = False) -> tf.Tensor:
         """Per-example `−log (1/S) Σ_s p(x_l | x_u, b_s)`: `[B]`."""
-        return -log_mean_exp(self.sample_log_likelihoods(images, num_samples, hard), axis=0)
+        return -log_mean_exp(self.sample_log_likelihoods(images, num_samples, discrete), axis=0)
 
     def train_step(self, data):
+        # The loss scaling under tf.distribute and the XLA boundary are the same for every model.
+        from igr_tf import training
+
         images = _as_images(data)
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(self.nll(images, self.num_train_samples))
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+        terms = training.minimize(
+            self, lambda x: {"loss": self.nll(x, self.num_train_samples)}, images
+        )
+        self.loss_tracker.update_state(tf.reduce_mean(terms["loss"]))
+        return training.step_logs({"loss": self.loss_tracker.result()})
 
     def test_step(self, data):
-        images = _as_images(data)
-        self.loss_tracker.update_state(tf.reduce_mean(self.nll(images, self.num_train_samples)))
-        nll = self.nll(images, self.num_test_samples, hard=True)
+        from igr_tf import training
+
+        def losses(images):
+            return (
+                tf.reduce_mean(self.nll(images, self.num_train_samples)),
+                self.nll(images, self.num_test_samples, discrete=True),
+            )
+
+        loss, nll = training.replica_step(self, losses)(_as_images(data))
+        self.loss_tracker.update_state(loss)
         self.nll_tracker.update_state(nll)
-        return {"loss": self.loss_tracker.result(), "nll": self.nll_tracker.result()}
+        return training.step_logs(
+            {"loss": self.loss_tracker.result(), "nll": self.nll_tracker.result()}
+        )
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
@@ -267,7 +280,7 @@ class StructuredOutputPredictor(keras.Model):
 
     @tf.function(reduce_retracing=True)
     def _rounded_log_likelihoods(self, images: tf.Tensor, num_samples: tf.Tensor) -> tf.Tensor:
-        return self.sample_log_likelihoods(images, num_samples, hard=True)
+        return self.sample_log_likelihoods(images, num_samples, discrete=True)
 
     # --- serialization -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from igr_tf import evaluation
-from igr_tf.layers import DiscreteLatent
+from igr_tf.layers import DiscreteLatent, work_dtype
 
 __all__ = ["ARCHITECTURES", "DiscreteVAE", "LIKELIHOODS"]
 
@@ -99,7 +99,8 @@ class DiscreteVAE(keras.Model):
       num_samples: S; S > 1 trains the importance-weighted (k-sample) bound, which needs the
         one-sample log-ratio, so it uses kl="sampled".
       relaxation_options: extra options of the relaxation (kl, stick_the_landing, adaptive, ...).
-      straight_through: forward one-hot, backward relaxed gradient.
+      hard: straight-through (as `gumbel_softmax(hard=True)`): forward one-hot, backward the
+        relaxed gradient.
       seed: seed of the latent layer's sampling.
     """
 
@@ -114,7 +115,7 @@ class DiscreteVAE(keras.Model):
         likelihood: str = "bernoulli",
         num_samples: int = 1,
         relaxation_options: dict[str, Any] | None = None,
-        straight_through: bool = False,
+        hard: bool = False,
         seed: int | None = None,
         **kwargs,
     ) -> None:
@@ -135,7 +136,7 @@ class DiscreteVAE(keras.Model):
             num_vars,
             num_categories,
             temperature,
-            straight_through=straight_through,
+            hard=hard,
             relaxation_options=options,
             seed=seed,
             name="latent",
@@ -162,7 +163,7 @@ class DiscreteVAE(keras.Model):
             likelihood=likelihood,
             num_samples=num_samples,
             relaxation_options=dict(relaxation_options or {}),
-            straight_through=straight_through,
+            hard=hard,
             seed=seed,
         )
         self.trackers = {
@@ -184,9 +185,15 @@ class DiscreteVAE(keras.Model):
         return list(self.trackers.values())
 
     def log_likelihood(self, x: tf.Tensor, latents: tf.Tensor) -> tf.Tensor:
-        """`log p(x | latents)` for images `[B, H, W, C]` and latents `[B, V, K]` -> `[B]`."""
-        flat_x = tf.reshape(x, [tf.shape(x)[0], -1])
-        return self._log_prob(flat_x, self.decoder(latents))
+        """`log p(x | latents)` for images `[B, H, W, C]` and latents `[B, V, K]` -> `[B]`.
+
+        Computed in float32 (float64 for a float64 model) whatever the compute dtype, as Keras
+        recommends for losses under mixed precision.
+        """
+        out = self.decoder(latents)
+        dtype = work_dtype(out.dtype)
+        flat_x = tf.cast(tf.reshape(x, [tf.shape(x)[0], -1]), dtype)
+        return self._log_prob(flat_x, tf.cast(out, dtype))
 
     def call(self, x, training=None):
         """Decoder outputs (logits of the pixel means) for a relaxed draw of the latents."""
@@ -214,19 +221,19 @@ class DiscreteVAE(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def train_step(self, data):
+        # The loss scaling under tf.distribute and the XLA boundary are the same for every model.
+        from igr_tf import training
+
         x = data[0] if isinstance(data, tuple) else data
-        with tf.GradientTape() as tape:
-            terms = self.objective(x, training=True)
-            loss = tf.reduce_mean(terms["loss"])
-            # Gradients are summed over replicas under tf.distribute: average them instead.
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
-        return self._update(terms)
+        terms = training.minimize(self, lambda x: self.objective(x, training=True), x)
+        return training.step_logs(self._update(terms))
 
     def test_step(self, data):
+        from igr_tf import training
+
         x = data[0] if isinstance(data, tuple) else data
-        return self._update(self.objective(x, training=False))
+        objective = training.replica_step(self, lambda x: self.objective(x, training=False))
+        return training.step_logs(self._update(objective(x)))
 
     # --- evaluation -------------------------------------------------------------------------------
     def loglik_terms(self, x: tf.Tensor, num_samples: int = 100, seed=(0, 0)) -> dict:
@@ -242,16 +249,10 @@ class DiscreteVAE(keras.Model):
         # on the latent layer's SeedGenerator, whose state moves with every call and is not
         # saved by `model.save`.
         proposal_seed, sample_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        latent = self.latent
-        params = tf.reshape(
-            self.encoder(x, training=False), [-1, latent.num_vars, latent.relaxation.num_params]
+        q_log_probs = self.latent.categorical_log_probs(
+            self.encoder(x, training=False), seed=proposal_seed
         )
-        q_log_probs = latent.relaxation.categorical_log_probs(
-            params,
-            latent.flow_weights,
-            temperature=tf.cast(latent.temperature, params.dtype),
-            seed=proposal_seed,
-        )
+        prior_log_probs = self.latent.prior_categorical_log_probs(q_log_probs.dtype)
 
         def log_lik(d):  # d: [N, B, V, K] -> [N, B]
             n = tf.shape(d)[0]
@@ -260,7 +261,9 @@ class DiscreteVAE(keras.Model):
             return tf.reshape(self.log_likelihood(x_rep, flat_d), [n, -1])
 
         # One set of decoded latents serves both estimates (decoding is the expensive part).
-        return evaluation.loglik_estimates(log_lik, q_log_probs, num_samples, seed=sample_seed)
+        return evaluation.loglik_estimates(
+            log_lik, q_log_probs, num_samples, prior_log_probs=prior_log_probs, seed=sample_seed
+        )
 
     def evaluate_loglik(
         self, dataset: tf.data.Dataset, num_samples: int = 100, seed: int = 0

@@ -52,7 +52,6 @@ def test_fit_discrete_target(relaxation: str, max_tv: float) -> None:
     assert result.losses[-10:].mean() < 0.15 * result.losses[0]
     assert result.total_variation < max_tv
     assert result.pmf_estimate.sum() == pytest.approx(1.0, abs=1e-5)
-    assert result.argmax_pmf.sum() == pytest.approx(1.0)
     # At small τ the relaxed samples are nearly one-hot: their mean ≈ the argmax frequencies.
     assert approx.total_variation(result.pmf_estimate, result.argmax_pmf) < 0.03
     expected = {"igr_sb": 18, "gs": 10}[relaxation]
@@ -62,14 +61,20 @@ def test_fit_discrete_target(relaxation: str, max_tv: float) -> None:
 def test_igr_sb_starts_uniform_and_jit_compiles() -> None:
     target = approx.TARGETS["binomial"]
     # Zero steps: the reported pmf is that of the initial parameters (the uniform prior).
-    start = approx.fit_approximation("igr_sb", target, steps=0, num_samples=20_000, seed=1)
+    n = 20_000
+    start = approx.fit_approximation("igr_sb", target, steps=0, num_samples=n, seed=1)
     assert start.losses.shape == (0,)
-    np.testing.assert_allclose(start.argmax_pmf, np.full(13, 1 / 13), atol=0.015)
-    # XLA works. (Its stateless RNG draws other numbers, so compare within Monte Carlo noise.)
-    a = approx.fit_approximation("igr_sb", target, steps=2, num_samples=500, jit_compile=True)
-    b = approx.fit_approximation("igr_sb", target, steps=2, num_samples=500)
-    assert np.all(np.isfinite(a.losses))
-    np.testing.assert_allclose(a.losses, b.losses, atol=0.15)
+    se = np.sqrt((1 / 13) * (12 / 13) / n)
+    np.testing.assert_allclose(start.argmax_pmf, np.full(13, 1 / 13), atol=4 * se)
+    # XLA works. Its Philox stream differs from the CPU kernels' for the same seed, so the first
+    # step's loss (same initial parameters) is compared with the spread of eager losses over seeds.
+    xla = approx.fit_approximation("igr_sb", target, steps=1, num_samples=2000, jit_compile=True)
+    eager = np.array(
+        [approx.fit_approximation("igr_sb", target, steps=1, num_samples=2000, seed=s).losses[0]
+         for s in range(4)]
+    )  # fmt: skip
+    assert np.isfinite(xla.losses[0])
+    assert abs(xla.losses[0] - eager.mean()) < 4 * eager.std(ddof=1) * np.sqrt(1 + 1 / 4)
 
 
 def test_planar_and_igr_i_fit() -> None:

@@ -48,3 +48,19 @@ def test_quick_run_prints_a_row_per_contender(bench_path, capsys, script, conten
     header = next(iter(rows.values()))[0]
     for name in contenders:
         assert all(len(r) == len(header) for r in rows[name])
+
+
+def test_publishing_refuses_a_loaded_machine_and_replaces_its_section(bench_path, tmp_path):
+    import _common
+
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nintro\n")
+    with pytest.raises(SystemExit, match="load average was 0.90"):
+        _common.publish("relaxations", "table", load_before=0.9, path=str(doc))
+    assert doc.read_text() == "# Benchmarks\n\nintro\n"
+    _common.publish("relaxations", "first", load_before=0.1, path=str(doc))
+    _common.publish("vae_step", "other", load_before=0.1, path=str(doc))
+    _common.publish("relaxations", "second", load_before=0.4, path=str(doc))
+    text = doc.read_text()
+    assert "first" not in text and text.count("second") == 1 and "other" in text
+    assert text.index("second") < text.index("other")  # replaced in place

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
@@ -14,9 +15,8 @@ import igr_tf
 from igr_tf import datasets
 from igr_tf.datasets import DataError, load, pipeline
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "mnist_sample.npz"
 PACKAGED_SAMPLE = Path(igr_tf.__file__).resolve().parent / "resources" / "mnist_sample.npz"
+BUILD_SCRIPT = PACKAGED_SAMPLE.parent / "build_mnist_sample.py"
 
 
 def as_array(ds: tf.data.Dataset) -> np.ndarray:
@@ -59,24 +59,52 @@ def test_mnist_sample_sizes_shapes_binary(sample: datasets.ImageData) -> None:
     assert 0.05 < train.mean() < 0.3  # digits: mostly background, some ink
 
 
-def test_packaged_sample_equals_rebinarized_shared_file(sample: datasets.ImageData) -> None:
-    if not SHARED_SAMPLE.is_file():
-        pytest.fail(f"shared MNIST sample not found at {SHARED_SAMPLE} (expected ../shared/data)")
-    with np.load(SHARED_SAMPLE, allow_pickle=False) as f:
-        grey, labels = f["images"], f["labels"]
-    binary = (grey / 255.0 > 0.5).astype(np.float32)
-    with np.load(PACKAGED_SAMPLE, allow_pickle=False) as f:
-        packed, tr, te, packed_labels = f["packed"], f["train_index"], f["test_index"], f["labels"]
+def build_script():
+    spec = importlib.util.spec_from_file_location("build_mnist_sample", BUILD_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_packaged_sample_is_the_recorded_build(sample: datasets.ImageData) -> None:
+    """The packaged file is the one build_mnist_sample.py made (its recorded content digest), and
+    has the properties the build gives it; nothing outside the repository is read."""
+    build = build_script()
+    assert build.content_sha256(PACKAGED_SAMPLE) == build.CONTENT_SHA256
     assert PACKAGED_SAMPLE.stat().st_size < 1_000_000
-    unpacked = np.unpackbits(packed, axis=1, count=784).reshape(-1, 28, 28)
-    np.testing.assert_array_equal(unpacked, binary)
-    np.testing.assert_array_equal(packed_labels, labels)
-    # Fixed stratified split: disjoint, complete, 40 test digits per class.
+    with np.load(PACKAGED_SAMPLE, allow_pickle=False) as f:
+        packed, shape, labels = f["packed"], f["shape"], f["labels"]
+        tr, te = f["train_index"], f["test_index"]
+    assert shape.tolist() == [4000, 28, 28] and packed.shape == (4000, 98)
+    # 400 digits per class; a fixed stratified split: disjoint, complete, 40 test digits a class.
+    np.testing.assert_array_equal(np.bincount(labels, minlength=10), np.full(10, 400))
     assert len(np.intersect1d(tr, te)) == 0 and len(np.union1d(tr, te)) == 4000
     np.testing.assert_array_equal(np.bincount(labels[te], minlength=10), np.full(10, 40))
+    # Stored in a shuffled order, not one class after another.
+    assert len(set(labels[tr[:50]].tolist())) == 10
+    binary = np.unpackbits(packed, axis=1, count=784).reshape(-1, 28, 28).astype(np.float32)
+    # Digits: every image has ink and background, the ink of a class is where its class puts it
+    # (mean images of different classes differ far more than two halves of one class do).
+    ink = binary.reshape(4000, -1).mean(1)
+    assert ink.min() > 0.02 and ink.max() < 0.5
+    means = np.stack([binary[labels == c].mean(0) for c in range(10)])
+    halves = [binary[labels == 1][::2].mean(0), binary[labels == 1][1::2].mean(0)]
+    assert np.abs(halves[0] - halves[1]).mean() < 0.5 * np.abs(means[0] - means[1]).mean()
     # What load() serves is exactly those images, in the stored order.
     np.testing.assert_array_equal(as_array(sample.test)[..., 0], binary[te])
     np.testing.assert_array_equal(as_array(sample.train.take(50))[..., 0], binary[tr[:50]])
+
+
+def test_content_digest_sees_any_change(tmp_path: Path) -> None:
+    build = build_script()
+    with np.load(PACKAGED_SAMPLE, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez(tmp_path / "same.npz", **arrays)  # another container, the same arrays
+    assert build.content_sha256(tmp_path / "same.npz") == build.CONTENT_SHA256
+    arrays["packed"] = arrays["packed"].copy()
+    arrays["packed"][17, 40] ^= 1  # one pixel
+    np.savez(tmp_path / "changed.npz", **arrays)
+    assert build.content_sha256(tmp_path / "changed.npz") != build.CONTENT_SHA256
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "none"])
@@ -109,6 +137,55 @@ def test_pipeline_reshuffles_every_epoch(sample: datasets.ImageData) -> None:
     assert [len(b) for b in dropped.as_numpy_iterator()] == [64] * 6
     ordered = pipeline(sample.test, 400, shuffle=False)
     np.testing.assert_array_equal(next(iter(ordered)).numpy(), as_array(sample.test))
+
+
+def epochs_of(ds: tf.data.Dataset, steps: int) -> list[np.ndarray]:
+    """The batches of a multi-epoch dataset grouped into epochs (each [examples, ...])."""
+    batches = [b.numpy() for b in ds]
+    assert len(batches) % steps == 0
+    return [np.concatenate(batches[i : i + steps]) for i in range(0, len(batches), steps)]
+
+
+def test_epoch_pipeline_orders_depend_on_seed_and_epoch_only() -> None:
+    values = tf.data.Dataset.range(23)
+    steps = datasets.steps_per_epoch(23, 5)
+    assert steps == 5 and datasets.steps_per_epoch(23, 5, drop_remainder=True) == 4
+    full = epochs_of(datasets.epoch_pipeline(values, 5, seed=3, epochs=range(0, 4)), steps)
+    # A process that starts at epoch 2 sees exactly the batches the first one saw there.
+    resumed = epochs_of(datasets.epoch_pipeline(values, 5, seed=3, epochs=range(2, 4)), steps)
+    for a, b in zip(full[2:], resumed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for epoch in full:  # each epoch a permutation of the data, and a different one
+        assert sorted(epoch.tolist()) == list(range(23))
+    assert len({tuple(e.tolist()) for e in full}) == 4
+    other = epochs_of(datasets.epoch_pipeline(values, 5, seed=4, epochs=range(0, 1)), steps)
+    assert other[0].tolist() != full[0].tolist()
+    batches = [len(b) for b in datasets.epoch_pipeline(values, 5, seed=3, epochs=range(1))]
+    assert batches == [5, 5, 5, 5, 3]
+    dropped = datasets.epoch_pipeline(values, 5, seed=3, epochs=range(2), drop_remainder=True)
+    assert [len(b) for b in dropped] == [5] * 8
+
+
+def test_epoch_pipeline_dynamic_binarization_per_seed_and_epoch(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, size=(30, 6, 5), dtype=np.uint8)
+    path = write_npz(tmp_path / "grey.npz", images=grey)
+    data = load(data_file=path, test_file=path, binarization="dynamic", seed=1)
+    full = epochs_of(datasets.epoch_pipeline(data.train, 30, seed=1, epochs=range(3)), 1)
+    resumed = epochs_of(datasets.epoch_pipeline(data.train, 30, seed=1, epochs=range(2, 3)), 1)
+    np.testing.assert_array_equal(full[2], resumed[0])
+    assert_images(full[0], (6, 5, 1), binary=True)
+    assert not np.array_equal(full[1], full[2])
+    # One grey image 30 times, so the order does not matter: over 200 epochs every pixel is 1
+    # with frequency pixel / 255 (within 4 standard errors).
+    same = write_npz(tmp_path / "same.npz", images=np.repeat(grey[:1], 30, axis=0))
+    data = load(data_file=same, test_file=same, binarization="dynamic", seed=1)
+    draws = np.concatenate(
+        [b.numpy() for b in datasets.epoch_pipeline(data.train, 30, seed=1, epochs=range(200))]
+    )[..., 0]
+    p = grey[0] / 255.0
+    stderr = np.sqrt(p * (1 - p) / len(draws)) + 1e-12
+    assert len(draws) == 6000 and np.all(np.abs(draws.mean(0) - p) < 4 * stderr)
 
 
 def test_dynamic_binarization_redraws_every_epoch(tmp_path: Path) -> None:

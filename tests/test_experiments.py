@@ -1,6 +1,8 @@
-"""The experiment grid runner and the table script (no training: dry runs and written results)."""
+"""The experiment grid runner (dry runs, and a tiny grid on a local Ray instance) and the table
+script."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +71,39 @@ def test_table_groups_seeds_with_mean_and_std(tmp_path):
     assert set(rows) == {"igr_i", "gs"}
     assert "-101.00 ± 1.41" in rows["igr_i"]  # mean and sample std of -100, -102
     assert "| 2 |" in rows["igr_i"] and "| 1 |" in rows["gs"]
+
+
+def test_malformed_only_and_set_are_one_line_errors(capsys):
+    for flag in ("--only", "--set"):
+        try:
+            grid.main(["vae_sample", "--dry-run", flag, "seed"])
+        except SystemExit as e:
+            assert e.code == 2
+        assert f"{flag} takes KEY=VALUE; got 'seed'" in capsys.readouterr().err
+
+
+def test_grid_on_a_local_ray_instance_runs_each_configuration_as_a_task(tmp_path):
+    """A tiny grid of three approximation runs, one already finished: the other two run as Ray
+    tasks on a local instance (needs the `cluster` extra; CI installs it) and write results."""
+    block = {"dist": ["gs", "igr_i", "igr_sb"], "target": ["discrete"], "seed": [0]}
+    spec = {"config": "approx_paper", "grid": block}
+    (tmp_path / "tiny.json").write_text(json.dumps(spec))
+    runs = tmp_path / "runs"
+    finished = runs / "tiny" / "dist=igr_sb,target=discrete,seed=0"
+    finished.mkdir(parents=True)
+    (finished / "results.json").write_text('{"done": "before"}')
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "grid.py"), str(tmp_path / "tiny.json"),
+         "--runs", str(runs), "--ray", "--set", "epochs=1", "--set", "mc_samples=200"],
+        capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Started a local Ray instance" in proc.stderr
+    assert "3 runs: 1 already finished, 0 failed." in proc.stdout
+    for dist in ("gs", "igr_i"):
+        res = json.loads((runs / "tiny" / f"dist={dist},target=discrete,seed=0" / "results.json")
+                         .read_text())  # fmt: skip
+        assert res["flags"]["dist"] == dist and res["flags"]["epochs"] == 1
+        assert len(res["losses"]) == 10 and res["flags"]["mc_samples"] == 200
+    assert json.loads((finished / "results.json").read_text()) == {"done": "before"}

@@ -25,7 +25,6 @@ from igr_tf import distributions as igrd  # noqa: E402
 from igr_tf.boltzmann import posterior  # noqa: E402
 from models.gumbolt import GumBoltVAE  # noqa: E402
 
-NAMES = posterior.BINARY_RELAXATIONS
 # (name, learn_scale): GS, and IGR with its scale fixed at 1 (the default) or learned.
 VARIANTS = [("gs", False), ("igr_i", False), ("igr_sb", False), ("igr_i", True), ("igr_sb", True)]
 
@@ -112,12 +111,12 @@ def test_unknown_binary_relaxation_and_wrong_parameter_counts():
         posterior.num_params("igr_planar")
     with pytest.raises(ValueError, match="fixed scale takes 1 parameter per unit"):
         posterior.relaxed("igr_i", np.zeros([3, 2], np.float32), 0.5, (0, 0))
-    with pytest.raises(ValueError, match="needs 2 parameters"):
+    with pytest.raises(ValueError, match="needs params with last axis 2"):
         posterior.relaxed("gs", np.zeros([3, 1], np.float32), 0.5, (0, 0))
 
 
 # --- the proxy objective as τ → 0 ----------------------------------------------------------------
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ["gs", "igr_i"])  # igr_sb ≡ igr_i for K = 2 (tested above)
 def test_relaxed_proxy_tends_to_the_discrete_objective_as_the_temperature_falls(name):
     """E_ζ[−E(ζ) − log q̆(ζ)], with the RBM energy on relaxed ζ (the proxy prior), tends to the
     discrete E_z[−E(z) − log q(z)] (by enumeration of all 64 states of a 3 + 3 RBM): within 3 SE
@@ -167,8 +166,9 @@ def make_model(relaxation="gs", prior="rbm", *, jit=False, **kwargs) -> GumBoltV
 
 @pytest.fixture(scope="module")
 def trained(digits):
-    """A GS-relaxed GumBolt VAE after 3 epochs of fit, and its history."""
-    model = make_model("gs", "rbm")
+    """An IGR-I-relaxed GumBolt VAE after 3 epochs of fit, and its history (train.py's test
+    trains a GS one)."""
+    model = make_model("igr_i", "rbm")
     return model, model.fit(digits, batch_size=20, epochs=3, verbose=0).history
 
 
@@ -177,12 +177,6 @@ def test_fit_lowers_the_loss(trained):
     losses = np.array(history["loss"])
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0] - 20, losses
     assert set(history) == {"loss", "recon", "energy", "entropy"}
-
-
-def test_fit_lowers_the_loss_of_the_factorial_baseline_with_igr(digits):
-    model = make_model("igr_i", "factorial")
-    losses = np.array(model.fit(digits, batch_size=20, epochs=2, verbose=0).history["loss"])
-    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0] - 10, losses
 
 
 def test_rbm_with_zero_couplings_is_the_factorial_model(digits):
@@ -199,7 +193,7 @@ def test_rbm_with_zero_couplings_is_the_factorial_model(digits):
     assert lz == pytest.approx(factorial.log_partition("ais")["log_z"], rel=1e-6)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ["gs", "igr_i"])  # igr_sb ≡ igr_i for K = 2 (tested above)
 def test_gradients_are_finite_at_temperature_005(name, digits):
     model = make_model(name, temperature=0.05)
     kernel = model.encoder.layers[-1].kernel
@@ -231,23 +225,28 @@ def test_save_load_round_trip_then_identical_training(trained, digits, tmp_path)
         model.loglik_terms(digits[:8], lz, 10, seed=(1, 2)),
         rtol=1e-6,
     )
-    a = model.train_on_batch(digits[:20], return_dict=True)["loss"]
-    b = loaded.train_on_batch(digits[:20], return_dict=True)["loss"]
+    # One training step each, run eagerly (train_on_batch would trace a step per model).
+    batch = tf.constant(digits[:20])
+    model.reset_metrics()
+    loaded.reset_metrics()
+    a = float(model.train_step(batch)["loss"])
+    b = float(loaded.train_step(batch)["loss"])
     assert a == pytest.approx(b, rel=1e-5)
     for v, w in zip(model.trainable_variables, loaded.trainable_variables, strict=True):
         np.testing.assert_allclose(v.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(loaded.prior.chains.numpy(), model.prior.chains.numpy())
 
 
-def test_importance_sampled_loglik_against_enumeration(digits):
+def test_importance_sampled_loglik_against_enumeration():
     """3 + 3 latents: log p(x) = LSE_z [log p(x|z) − E(z)] − log Z over all 64 states. The
     estimate with S = 20,000 is within 4 standard errors, the SE computed exactly from the
     variance of the importance weights under q (by enumeration)."""
-    model = make_model("gs", "rbm", latent_sizes=(3, 3))
+    # 4 x 4 binary images: the decoder runs on 4 x 20,000 latent states, so keep it small.
+    model = make_model("gs", "rbm", latent_sizes=(3, 3), image_shape=(4, 4, 1))
     rng = np.random.default_rng(8)
     model.prior.coupling.assign(rng.normal(size=(3, 3)))
-    model.decoder.layers[-1].kernel.assign(model.decoder.layers[-1].kernel * 5.0)
-    x = digits[:4]
+    model.decoder.layers[-1].kernel.assign(model.decoder.layers[-1].kernel * 3.0)
+    x = (np.random.default_rng(9).uniform(size=(4, 4, 4, 1)) < 0.5).astype(np.float32)
     log_z = model.log_partition("exact")["log_z"]
     states = np.array(list(itertools.product([0.0, 1.0], repeat=6)), np.float32)
     log_lik = model.log_likelihood(x, np.broadcast_to(states[:, None], (64, 4, 6))).numpy()
@@ -261,7 +260,7 @@ def test_importance_sampled_loglik_against_enumeration(digits):
     got = model.loglik_terms(x, log_z, s, seed=(3, 4), chunk_size=s).numpy()
     tol = 4 * np.sqrt(rel_var / s)
     assert np.all(np.abs(got - exact) < tol), (got, exact, tol)
-    assert np.all(tol < 0.3)  # a sharp check, not a vacuous one
+    assert np.all(tol < 0.3), tol  # a sharp check, not a vacuous one
 
 
 def test_loglik_sampler_never_switches_on_a_unit_whose_probability_underflows(digits, monkeypatch):
@@ -311,33 +310,57 @@ def run_main(argv, capsys):
     return code, captured.out, captured.err
 
 
-def test_train_py_gumbolt_trains_resumes_and_reports_log_z(digits, tmp_path, capsys):
+def test_train_py_gumbolt_trains_restores_and_reports_log_z(digits, tmp_path, capsys):
+    """The wiring of the task: a GS run with an RBM prior trains (the loss falls from epoch
+    1 to 2), reports AIS log Z within 3 SE of the exact value, saves a loadable model; a rerun
+    in the same --out restores the checkpoint (weights, chains, seed streams), trains nothing
+    and reports the same metrics. (Continuing a run mid-way exactly is train.py's shared
+    machinery, tested in test_train_cli.py; every piece of GumBolt's state is a model variable.)"""
     data_file = str(tmp_path / "tiny.npz")
-    np.savez(data_file, images=(digits[..., 0] * 255).astype(np.uint8))
+    np.savez(data_file, images=(digits[:40, ..., 0] * 255).astype(np.uint8))
     out = str(tmp_path / "gumbolt")
     flags = ["gumbolt", "--data-file", data_file, "--batch-size", "20", "--no-jit",
-             "--arch", "linear", "--dist", "gs", "--latent-sizes", "4", "5", "--samples", "2",
-             "--eval-samples", "5", "--ais-betas", "300", "--verbose", "0",
-             "--out", out]  # fmt: skip
-    code, _, err = run_main([*flags, "--epochs", "1"], capsys)
+             "--arch", "linear", "--dist", "gs", "--z1-units", "3", "--z2-units", "4",
+             "--samples", "2", "--eval-samples", "5", "--ais-chains", "50", "--ais-betas", "200",
+             "--lr", "0.01", "--epochs", "2", "--verbose", "0", "--out", out]  # fmt: skip
+    code, _, err = run_main(flags, capsys)
     assert code == 0, err
-    code, stdout, err = run_main([*flags, "--epochs", "2"], capsys)
+    with open(os.path.join(out, "results.json")) as f:
+        first = json.load(f)
+    code, stdout, err = run_main(flags, capsys)
     assert code == 0, err
-    assert "Resuming from epoch 1" in stdout
+    assert "Resuming from epoch 2" in stdout
     with open(os.path.join(out, "results.json")) as f:
         res = json.load(f)
     m = res["metrics"]
-    assert res["epochs_completed"] == 2 and res["resumed_from_epoch"] == 1
+    assert res["epochs_completed"] == 2 and res["resumed_from_epoch"] == 2
+    assert m == first["metrics"]  # the restored model evaluates exactly as the trained one
+    loss = res["history"]["loss"]
+    assert len(loss) == 2 and loss[1] < loss[0], loss
     assert abs(m["log_z_ais"] - m["log_z_exact"]) < 3 * m["log_z_ais_se"] + 1e-4
     assert m["test_loglik"] < 0 and m["test_loglik_se_examples"] > 0
     assert m["test_loglik_exact_log_z"] == pytest.approx(
         m["test_loglik"] + m["log_z_ais"] - m["log_z_exact"]
     )
-    assert res["flags"]["prior"] == "rbm" and res["flags"]["latent_sizes"] == [4, 5]
+    assert res["flags"]["prior"] == "rbm"
+    assert (res["flags"]["z1_units"], res["flags"]["z2_units"]) == (3, 4)
     assert isinstance(keras.models.load_model(os.path.join(out, "model.keras")), GumBoltVAE)
-    code, _, err = run_main([*flags, "--dist", "igr_planar", "--out", str(tmp_path / "x")], capsys)
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--dist", "igr_planar"], "gumbolt's binary relaxations are gs, igr_i, igr_sb"),
+        (["--dist", "gs", "--igr-learn-scale"], "--igr-learn-scale needs --dist igr_i or igr_sb"),
+        (["--z2-units", "0"], "--z2-units must be ≥ 1"),
+        (["--ais-betas", "0"], "--ais-betas must be ≥ 1"),
+        (["--arch", "conv"], "gumbolt's architectures are linear, nonlinear"),
+    ],
+)
+def test_train_py_gumbolt_bad_flags_exit_2_with_one_line(extra, fragment, tmp_path, capsys):
+    code, _, err = run_main(["gumbolt", *extra, "--out", str(tmp_path / "x")], capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and "gumbolt's binary relaxations are" in lines[0]
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], err
 
 
 def test_gumbolt_table_compares_the_priors_in_seed_standard_deviations(tmp_path):

@@ -17,11 +17,13 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
 from igr_tf import datasets  # noqa: E402
+from igr_tf.distributions import relaxations  # noqa: E402
+from igr_tf.paper import VAE_TEMPERATURE  # noqa: E402
 from models.vae import DiscreteVAE  # noqa: E402
 
-RELAXATIONS = ("igr_i", "igr_sb", "igr_planar", "gs")
+RELAXATIONS = relaxations.names()
 # The paper's cross-validated temperatures (SPEC section 5).
-TEMPERATURE = {"igr_i": 1.0, "igr_sb": 0.15, "igr_planar": 0.85, "gs": 1.0}
+TEMPERATURE = VAE_TEMPERATURE
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +98,14 @@ def test_jit_compiled_training_matches_the_eager_loss(digits):
     jit, plain = make_vae("gs", jit=True), make_vae("gs", jit=False)
     plain.set_weights(jit.get_weights())
     assert jit.jit_compile and not plain.jit_compile
-    # Same weights: the first step's loss (before any update) agrees with and without XLA up to
-    # Monte Carlo error (XLA's stateless RNG kernels need not give the same draws as the CPU's;
-    # the loss over 100 digits has a standard error of a few nats out of ~600).
-    first_jit = jit.train_on_batch(x, return_dict=True)["loss"]
-    first_plain = plain.train_on_batch(x, return_dict=True)["loss"]
-    np.testing.assert_allclose(first_jit, first_plain, rtol=0.02)
+    # Same weights: the per-example losses agree with and without XLA up to Monte Carlo error
+    # (XLA's Philox stream differs from the CPU kernels' for the same seed): the mean of the
+    # paired differences is within 4 of its standard errors of 0.
+    loss_jit = tf.function(lambda x: jit.objective(x)["loss"], jit_compile=True)(x).numpy()
+    loss_plain = plain.objective(x)["loss"].numpy()
+    diff = loss_jit - loss_plain
+    assert abs(diff.mean()) < 4 * diff.std(ddof=1) / np.sqrt(diff.size), diff
+    assert np.abs(diff).max() > 0  # other draws indeed
     losses = train_losses(jit, digits, steps=12, batch=100)  # one shape: one XLA compile
     assert np.all(np.isfinite(losses)) and losses[-5:].mean() < 0.95 * losses[:5].mean()
 
@@ -139,9 +143,7 @@ def test_bernoulli_log_likelihood_against_tfp(digits):
     z = tf.one_hot(np.random.default_rng(1).integers(0, 3, (4, 5)), 3)
     logits = model.decoder(z)
     expected = tfp.distributions.Bernoulli(logits=logits).log_prob(x.reshape(4, -1))
-    np.testing.assert_allclose(
-        model.log_likelihood(x, z), tf.reduce_sum(expected, -1), rtol=1e-5
-    )
+    np.testing.assert_allclose(model.log_likelihood(x, z), tf.reduce_sum(expected, -1), rtol=1e-5)
 
 
 def test_gaussian_likelihood_on_continuous_data(digits):
@@ -260,8 +262,10 @@ def test_importance_sampled_loglik_against_enumeration(relaxation):
     # ... visibly loose at S = 10 for this model (a gap of ~0.1 nats, many standard errors) ...
     gap, se_gap = np.mean(exact - mean_small), np.sqrt(np.sum(se_small**2)) / len(exact)
     assert gap > 4 * se_gap, (mean_small, exact, se_gap)
-    # ... and tight at S = 1000: consistent with exact within its Monte Carlo error, and closer.
-    assert np.all(np.abs(mean_large - exact) <= 5 * se_large + 0.01), (mean_large, exact, se_large)
+    # ... and tight at S = 1000: within 4 standard errors of exact, allowing the bound's own gap,
+    # which shrinks as 1/S (so at most a hundredth of the S = 10 gap), and closer.
+    slack = 4 * se_large + np.maximum(exact - mean_small, 0) / 100
+    assert np.all(np.abs(mean_large - exact) <= slack), (mean_large, exact, se_large)
     assert np.mean(np.abs(mean_large - exact)) < np.mean(np.abs(mean_small - exact))
 
 
@@ -295,9 +299,12 @@ def test_original_formula_is_another_quantity_that_can_exceed_log_p():
     original_limit = np.logaddexp.reduce(log_q + log_lik) - kl
     assert original_limit > exact + 0.5  # the construction does what it says
 
-    terms = [model.loglik_terms(x, 2000, seed=(s, 1)) for s in range(3)]
-    original = np.mean([t["loglik_original_formula"].numpy()[0] for t in terms])
-    loglik = np.mean([t["loglik"].numpy()[0] for t in terms])
-    np.testing.assert_allclose(original, original_limit, atol=0.05)
-    np.testing.assert_allclose(loglik, exact, atol=0.05)
+    terms = [model.loglik_terms(x, 2000, seed=(s, 1)) for s in range(6)]
+    original = np.array([t["loglik_original_formula"].numpy()[0] for t in terms])
+    loglik = np.array([t["loglik"].numpy()[0] for t in terms])
+    for estimates, limit in ((original, original_limit), (loglik, exact)):
+        se = estimates.std(ddof=1) / np.sqrt(estimates.size)
+        # Both estimators' biases are O(1/S): below 0.01 nats at S = 2000 for this model.
+        assert abs(estimates.mean() - limit) < 4 * se + 0.01, (estimates, limit)
+    original, loglik = original.mean(), loglik.mean()
     assert original > exact + 0.5

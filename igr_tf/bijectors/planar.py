@@ -82,6 +82,10 @@ class Planar(tfb.AutoCompositeTensorBijector):
             if bisection_steps is None:
                 bisection_steps = 70 if dtype == tf.float64 else 40
             self._bisection_steps = int(bisection_steps)
+            # Tensors are fixed: constrain them once, here, for every method to share. Variables
+            # are read where they are used (TFP's convention: they may change between calls).
+            refs = any(tensor_util.is_ref(p) for p in (self._w, self._u, self._b))
+            self._fixed = None if refs else self._constrain()
             super().__init__(
                 forward_min_event_ndims=1,
                 validate_args=validate_args,
@@ -110,27 +114,43 @@ class Planar(tfb.AutoCompositeTensorBijector):
     def b(self):
         return self._b
 
-    def _constrained(self):
-        """Returns (w, û, b, wᵀû, wᵀu) with û satisfying the invertibility constraint."""
+    def _constrain(self) -> dict[str, tf.Tensor]:
+        """w, û, b[..., None], wᵀû and 1 + wᵀû, with û satisfying the invertibility constraint.
+
+        `1 + wᵀû = softplus(wᵀu)` is kept as such (forming it as 1 + m would cancel as m → -1).
+        Where w = 0 the flow is a shift: û = u, wᵀû = 0 (and no division by ‖w‖² = 0, whose
+        gradient would be inf · 0).
+        """
         w = tf.convert_to_tensor(self._w)
         u = tf.convert_to_tensor(self._u)
         b = tf.convert_to_tensor(self._b)
         wu = tf.reduce_sum(w * u, axis=-1, keepdims=True)
         w_sq = tf.reduce_sum(tf.square(w), axis=-1, keepdims=True)
-        m = -1.0 + tf.math.softplus(wu)
-        # Division by ‖w‖² only where w ≠ 0 (w = 0 leaves u as it is: f is then a shift).
-        safe_w_sq = tf.where(w_sq > 0, w_sq, tf.ones_like(w_sq))
-        u_hat = u + tf.where(w_sq > 0, (m - wu) / safe_w_sq, tf.zeros_like(w_sq)) * w
-        w_u_hat = tf.where(w_sq > 0, m, tf.zeros_like(m))
-        return w, u_hat, b[..., tf.newaxis], w_u_hat, wu, w_sq
+        nonzero = w_sq > 0
+        sp = tf.math.softplus(wu)  # 1 + m(wᵀu)
+        safe_w_sq = tf.where(nonzero, w_sq, tf.ones_like(w_sq))
+        correction = tf.where(nonzero, (sp - 1.0 - wu) / safe_w_sq, tf.zeros_like(w_sq))
+        return {
+            "w": w,
+            "u_hat": u + correction * w,
+            "b": b[..., tf.newaxis],
+            "m": tf.where(nonzero, sp - 1.0, tf.zeros_like(sp)),  # wᵀû
+            "one_plus_m": tf.where(nonzero, sp, tf.ones_like(sp)),
+        }
+
+    def _constrained(self) -> dict[str, tf.Tensor]:
+        return self._fixed if self._fixed is not None else self._constrain()
+
+    def _tanh_pre(self, z, c) -> tf.Tensor:
+        return tf.math.tanh(tf.reduce_sum(c["w"] * z, axis=-1, keepdims=True) + c["b"])
 
     def _forward(self, z):
-        w, u_hat, b, *_ = self._constrained()
-        pre = tf.reduce_sum(w * z, axis=-1, keepdims=True) + b
-        return z + u_hat * tf.math.tanh(pre)
+        c = self._constrained()
+        return z + c["u_hat"] * self._tanh_pre(z, c)
 
     def _inverse(self, y):
-        w, u_hat, b, m, _, _ = self._constrained()
+        c = self._constrained()
+        w, u_hat, b, m = c["w"], c["u_hat"], c["b"], c["m"]
         target = tf.reduce_sum(w * y, axis=-1, keepdims=True)  # wᵀy
         shape = tf.broadcast_dynamic_shape(
             tf.shape(target), tf.broadcast_dynamic_shape(tf.shape(m), tf.shape(b))
@@ -163,13 +183,12 @@ class Planar(tfb.AutoCompositeTensorBijector):
         return y - u_hat * tf.math.tanh(a + b_full)
 
     def _forward_log_det_jacobian(self, z):
-        w, _, b, _, wu, w_sq = self._constrained()
-        x = tf.reduce_sum(w * z, axis=-1, keepdims=True) + b
-        one_plus_m = tf.where(w_sq > 0, tf.math.softplus(wu), tf.ones_like(wu))
-        abs_x = tf.abs(x)
-        # log sech²(x) = 2 (log 2 - |x| - log1p(exp(-2|x|))), exact for large |x|.
-        log_sech_sq = 2.0 * (np.log(2.0) - abs_x - tf.math.softplus(-2.0 * abs_x))
-        tanh_sq = tf.square(tf.math.tanh(x))
-        det = tanh_sq + one_plus_m * tf.exp(log_sech_sq)
+        c = self._constrained()
+        t = self._tanh_pre(z, c)  # the same tensor expression as in _forward: XLA shares it
+        # det = 1 + (1 - t²) wᵀû = t² + (1 + wᵀû)(1 - t²): two non-negative terms, no
+        # cancellation as wᵀû → -1; 1 - t² loses digits only where it is below float eps, where
+        # det = 1 to that precision anyway.
+        t_sq = tf.square(t)
+        det = t_sq + c["one_plus_m"] * (1.0 - t_sq)
         det = tf.maximum(det, np.finfo(det.dtype.as_numpy_dtype).tiny)
         return tf.squeeze(tf.math.log(det), axis=-1)

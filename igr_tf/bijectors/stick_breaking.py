@@ -8,6 +8,7 @@ from tensorflow_probability.python.internal import assert_util
 from tensorflow_probability.python.internal import prefer_static as ps
 
 from igr_tf._checks import simplex_assertions
+from igr_tf._ops import cumsum_last
 from igr_tf.bijectors._simplex_shape import OntoSimplexShape
 
 tfb = tfp.bijectors
@@ -84,6 +85,8 @@ class StickBreaking(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
         return 0.5 * tf.math.log(ps.cast(k, v.dtype)) + tf.reduce_sum(weights * log1m_v, axis=-1)
 
     def _inverse_log_det_jacobian(self, eta):
+        # From η directly: the stick left before each break is a reverse sum of pieces, accurate
+        # where recovering v first would round 1 - v to 0.
         with tf.control_dependencies(self._maybe_assert_valid_y(eta)):
             eta = tf.identity(eta)
         left = tf.math.cumsum(eta, axis=-1, reverse=True)
@@ -113,12 +116,15 @@ class LogitStickBreaking(tfb.AutoCompositeTensorBijector):
 
     ```none
     x_k = log η_k - log η_K,   η = StickBreaking(sigmoid(z)),   k = 1..K-1
-        = log σ(z_k) - Σ_{j≥k} log σ(-z_j) = -softplus(-z_k) + Σ_{j≥k} softplus(z_j)
+        = log σ(z_k) - Σ_{j≥k} log σ(-z_j) = z_k + Σ_{j>k} softplus(z_j)
     ```
 
     It equals `Invert(SoftmaxCentered()) ∘ StickBreaking() ∘ Sigmoid()` but never forms η, so it is
     exact where that chain underflows (`|z|` of tens in float32 sends `1 - sigmoid(z)` to 0).
     `SoftmaxPlusPlus(τ)(x) = softmax(log η / τ)` is then the IGR-SB relaxation.
+
+    The pieces themselves, in log space, are `log_pieces(z)`; the stick left after each break,
+    `log_remainders(z)` (what adaptive truncation reads).
 
     #### Example
 
@@ -129,7 +135,7 @@ class LogitStickBreaking(tfb.AutoCompositeTensorBijector):
     #### Jacobian
 
     ```none
-    ∂x_k/∂z_k = σ(-z_k) + σ(z_k) = 1,   ∂x_k/∂z_j = σ(z_j) for j > k,   0 for j < k.
+    ∂x_k/∂z_k = 1,   ∂x_k/∂z_j = σ(z_j) for j > k,   0 for j < k.
     The Jacobian is unit upper triangular: log|det J| = 0 (volume preserving).
     Inverse: log η = log_softmax([x, 0]) and z_k = log η_k - log Σ_{j>k} η_j.
     ```
@@ -150,8 +156,26 @@ class LogitStickBreaking(tfb.AutoCompositeTensorBijector):
     def _parameter_properties(cls, dtype):
         return dict()
 
+    @staticmethod
+    def log_remainders(z) -> tf.Tensor:
+        """`log r_k = -Σ_{j≤k} softplus(z_j)` `[..., K-1]`: the stick left after k breaks.
+
+        `r_k = Π_{j≤k} (1 - σ(z_j))`, so `1 - r_k` is the mass broken off by the first k sticks.
+        """
+        return -cumsum_last(tf.math.softplus(tf.convert_to_tensor(z)))
+
+    @classmethod
+    def log_pieces(cls, z, log_remainders=None) -> tf.Tensor:
+        """`log η` `[..., K]`: `log η_k = z_k + log r_k` for k < K and `log η_K = log r_{K-1}`.
+
+        `log_remainders`, if given, is `log_remainders(z)` already computed.
+        """
+        z = tf.convert_to_tensor(z)
+        log_rest = cls.log_remainders(z) if log_remainders is None else log_remainders
+        return tf.concat([z + log_rest, log_rest[..., -1:]], axis=-1)
+
     def _forward(self, z):
-        return -tf.math.softplus(-z) + tf.math.cumsum(tf.math.softplus(z), axis=-1, reverse=True)
+        return z + cumsum_last(tf.math.softplus(z), exclusive=True, reverse=True)
 
     def _inverse(self, x):
         zeros = tf.zeros_like(x[..., :1])
@@ -161,6 +185,3 @@ class LogitStickBreaking(tfb.AutoCompositeTensorBijector):
 
     def _forward_log_det_jacobian(self, z):
         return tf.zeros([], dtype=z.dtype)
-
-    def _inverse_log_det_jacobian(self, x):
-        return tf.zeros([], dtype=x.dtype)

@@ -1,14 +1,24 @@
-"""IGR distributions (TFP TransformedDistributions) and the relaxation registry.
+"""IGR distributions (TFP distributions) and the relaxation registry.
 
 ```python
 from igr_tf import distributions as igrd
-q = igrd.igr_i(loc, scale, temperature=0.5)        # a tfd.TransformedDistribution, event [K]
-relax = igrd.get("igr_sb", num_categories=10)      # a relaxation recipe by name
+q = igrd.igr_i(loc, scale, temperature=0.5)          # a tfd.TransformedDistribution, event [K]
+y = igrd.igr_i(loc, scale, 0.5, log_space=True)      # the same relaxation, values log ψ
+relax = igrd.get("igr_sb", num_categories=10)        # a relaxation recipe by name
 ```
 """
 
-from igr_tf.distributions.igr import gaussian_base, igr_i, igr_planar, igr_sb, planar_flows
-from igr_tf.distributions.kl import exp_concrete_log_prob, gaussian_kl, gaussian_log_prob
+from igr_tf.distributions.adaptive import AdaptiveIGRStickBreaking
+from igr_tf.distributions.igr import (
+    gaussian_base,
+    igr_i,
+    igr_planar,
+    igr_sb,
+    planar_flows,
+    softmax_plus_plus,
+    transformed,
+)
+from igr_tf.distributions.philox import ExpRelaxedOneHotCategorical, Normal
 from igr_tf.distributions.relaxations import (
     IGRI,
     Draw,
@@ -19,26 +29,26 @@ from igr_tf.distributions.relaxations import (
     WeightSpec,
     get,
     names,
-    relaxed_sample,
 )
 
 __all__ = [
+    "AdaptiveIGRStickBreaking",
     "Draw",
+    "ExpRelaxedOneHotCategorical",
     "GumbelSoftmax",
     "IGRI",
     "IGRPlanar",
     "IGRStickBreaking",
+    "Normal",
     "Relaxation",
     "WeightSpec",
-    "exp_concrete_log_prob",
     "gaussian_base",
-    "gaussian_kl",
-    "gaussian_log_prob",
     "get",
     "igr_i",
     "igr_planar",
     "igr_sb",
     "names",
     "planar_flows",
-    "relaxed_sample",
+    "softmax_plus_plus",
+    "transformed",
 ]

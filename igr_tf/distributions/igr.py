@@ -4,12 +4,21 @@ Each member is `softmax++_τ ∘ h` applied to `z ~ N(loc, diag(scale²))` on `R
 variable: event shape `[K]`, batch shape `[..., V]`. Only the invertible map `h` differs:
 
 - IGR-I:      h = identity
-- IGR-SB:     h = LogitStickBreaking (log-ratios of the stick-breaking pieces of sigmoid(z)), δ = 1
+- IGR-SB:     h = LogitStickBreaking (log-ratios of the stick-breaking pieces of sigmoid(z)), δ = 1;
+              with `threshold`, adaptively truncated (`AdaptiveIGRStickBreaking`)
 - IGR-Planar: h = planar flows f_L ∘ … ∘ f_1
 
-Because `h` and softmax++ are shared by a posterior and a prior built with the same arguments,
-`tfd.kl_divergence(q, p)` reduces (TFP's TransformedDistribution rule) to the closed-form KL of the
-Gaussian bases.
+Two spaces, one map. `log_space=False` (default) gives the relaxed one-hot ψ on the simplex
+(`SoftmaxPlusPlus`); `log_space=True` gives y = log ψ (`LogSoftmaxPlusPlus`), IGR's counterpart
+of TFP's `ExpRelaxedOneHotCategorical`. Which to use when: feed a network either (`exp(y)` is ψ);
+evaluate densities of points you did not just sample in log space — a fresh float32 ψ at
+τ ≤ 0.03 has exact zeros, so `log_prob(ψ)` of such a point is -inf, while `log_prob(log ψ)` stays
+finite down to τ = 0.005. (A sample's own `log_prob` is exact in both spaces: TFP's bijector cache
+returns the Gaussian point it came from.)
+
+Because `h` and softmax++ are shared by a posterior and a prior built on the same bijector,
+`tfd.kl_divergence(q, p)` reduces (TFP's TransformedDistribution rule) to the closed-form KL of
+the Gaussian bases.
 """
 
 from __future__ import annotations
@@ -21,16 +30,29 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import dtype_util, tensor_util
 
 from igr_tf._checks import check_positive
-from igr_tf.bijectors import LogitStickBreaking, Planar, SoftmaxPlusPlus
+from igr_tf.bijectors import LogitStickBreaking, LogSoftmaxPlusPlus, Planar, SoftmaxPlusPlus
+from igr_tf.distributions import philox
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["gaussian_base", "igr_i", "igr_planar", "igr_sb", "planar_flows"]
+__all__ = [
+    "gaussian_base",
+    "transformed",
+    "igr_i",
+    "igr_planar",
+    "igr_sb",
+    "planar_flows",
+    "softmax_plus_plus",
+]
 
 
 def gaussian_base(loc, scale, validate_args: bool = False) -> tfd.Distribution:
-    """`N(loc, diag(scale²))` with event shape `[K-1]` (the IGR noise of each variable)."""
+    """`N(loc, diag(scale²))` with event shape `[K-1]` (the IGR noise of each variable).
+
+    An `Independent` of (Philox-sampling) `Normal`s, so that TFP's KL between two of them is the
+    sum of the coordinates' closed-form KLs.
+    """
     # Variables stay variables (TFP convention): a distribution built once, outside a
     # GradientTape, still differentiates with respect to them when sampled inside one.
     dtype = dtype_util.common_dtype([loc, scale], dtype_hint=tf.float32)
@@ -38,15 +60,27 @@ def gaussian_base(loc, scale, validate_args: bool = False) -> tfd.Distribution:
     scale = tensor_util.convert_nonref_to_tensor(scale, dtype=dtype, name="scale")
     if loc.shape.rank is not None and loc.shape.rank == 0:
         raise ValueError("`loc` must have a last (event) axis of size K-1 ≥ 1; got a scalar.")
-    if not loc.shape[-1:].is_compatible_with(scale.shape[-1:]) and scale.shape.rank:
+    if scale.shape.rank and not loc.shape[-1:].is_compatible_with(scale.shape[-1:]):
         raise ValueError(
             f"`loc` and `scale` must share the event size K-1; got shapes {loc.shape} and "
             f"{scale.shape}."
         )
-    return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale, validate_args=validate_args)
+    normal = philox.Normal(loc, scale, validate_args=validate_args)
+    return tfd.Independent(normal, reinterpreted_batch_ndims=1, validate_args=validate_args)
 
 
-def _transformed(base, bijector, name, validate_args):
+def softmax_plus_plus(
+    temperature, delta=1.0, log_space: bool = False, validate_args: bool = False
+) -> tfb.Bijector:
+    """`SoftmaxPlusPlus` (onto ψ) or `LogSoftmaxPlusPlus` (onto log ψ)."""
+    cls = LogSoftmaxPlusPlus if log_space else SoftmaxPlusPlus
+    return cls(temperature, delta, validate_args=validate_args)
+
+
+def transformed(
+    base: tfd.Distribution, bijector: tfb.Bijector, name: str, validate_args: bool = False
+) -> tfd.Distribution:
+    """The IGR distribution `bijector(z)`, `z ~ base`: a TFP TransformedDistribution."""
     return tfd.TransformedDistribution(
         distribution=base, bijector=bijector, validate_args=validate_args, name=name
     )
@@ -57,26 +91,28 @@ def igr_i(
     scale,
     temperature=1.0,
     delta=1.0,
+    log_space: bool = False,
     validate_args: bool = False,
     name: str = "IGR_I",
 ) -> tfd.Distribution:
     """IGR-I: `ψ = softmax([z/τ, log δ])`, `z ~ N(loc, scale²)` (the identity map h).
 
-    As `τ → 0`, `ψ → one_hot(argmax([z, log δ]))`, a categorical whose pmf
-    `igr_tf.categorical.igr_i_log_pmf(loc, scale, delta)` computes exactly.
+    `argmax ψ = argmax [z, τ log δ]`; its law is the categorical that
+    `igr_tf.categorical.igr_i_log_pmf(loc, scale, delta=δ**τ)` computes exactly.
     """
     check_positive(temperature, "temperature")
     check_positive(delta, "delta")
     base = gaussian_base(loc, scale, validate_args)
-    return _transformed(
-        base, SoftmaxPlusPlus(temperature, delta, validate_args=validate_args), name, validate_args
-    )
+    bijector = softmax_plus_plus(temperature, delta, log_space, validate_args)
+    return transformed(base, bijector, name, validate_args)
 
 
 def igr_sb(
     loc,
     scale,
     temperature=1.0,
+    log_space: bool = False,
+    threshold: float | None = None,
     validate_args: bool = False,
     name: str = "IGR_SB",
 ) -> tfd.Distribution:
@@ -86,13 +122,23 @@ def igr_sb(
     `SoftmaxPlusPlus(τ) ∘ Invert(SoftmaxCentered) ∘ StickBreaking ∘ Sigmoid` computed in log space.
     As `τ → 0` it tends to `one_hot(argmax η)`: every one of the K categories can win (the
     original code's softmax++ of raw stick lengths could never select the last one).
+
+    With `threshold` in (0, 1], the stick is broken only until the pieces cover that share of
+    it (adaptive truncation, countably infinite support capped at K): see
+    `AdaptiveIGRStickBreaking`.
     """
     check_positive(temperature, "temperature")
+    if threshold is not None:
+        from igr_tf.distributions.adaptive import AdaptiveIGRStickBreaking
+
+        return AdaptiveIGRStickBreaking(
+            loc, scale, temperature, threshold, log_space, validate_args=validate_args, name=name
+        )
     base = gaussian_base(loc, scale, validate_args)
     bijector = tfb.Chain(
-        [SoftmaxPlusPlus(temperature, 1.0, validate_args=validate_args), LogitStickBreaking()]
+        [softmax_plus_plus(temperature, 1.0, log_space, validate_args), LogitStickBreaking()]
     )
-    return _transformed(base, bijector, name, validate_args)
+    return transformed(base, bijector, name, validate_args)
 
 
 def planar_flows(ws: Sequence, us: Sequence, bs: Sequence) -> tfb.Bijector:
@@ -118,6 +164,7 @@ def igr_planar(
     flows: tfb.Bijector,
     temperature=1.0,
     delta=1.0,
+    log_space: bool = False,
     validate_args: bool = False,
     name: str = "IGR_Planar",
 ) -> tfd.Distribution:
@@ -125,5 +172,5 @@ def igr_planar(
     check_positive(temperature, "temperature")
     check_positive(delta, "delta")
     base = gaussian_base(loc, scale, validate_args)
-    bijector = tfb.Chain([SoftmaxPlusPlus(temperature, delta, validate_args=validate_args), flows])
-    return _transformed(base, bijector, name, validate_args)
+    bijector = tfb.Chain([softmax_plus_plus(temperature, delta, log_space, validate_args), flows])
+    return transformed(base, bijector, name, validate_args)

@@ -17,6 +17,7 @@ Run from the repository root: ``python igr_tf/resources/build_mnist_sample.py [-
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,24 @@ THRESHOLD = 0.5
 HERE = Path(__file__).resolve().parent
 DEFAULT_SOURCE = HERE.parents[2] / "shared" / "data" / "mnist_sample.npz"
 DEFAULT_OUTPUT = HERE / "mnist_sample.npz"
+#: ``content_sha256`` of the shipped ``mnist_sample.npz``, recorded when it was built; the test
+#: suite checks the packaged file against it (the source file is not part of the repository).
+CONTENT_SHA256 = "65aa6cad530fce8b596fbd2ba1bda6872848ee43f5a0d14159d1607ecc25a82a"
+
+
+def content_sha256(path: Path) -> str:
+    """SHA-256 of an npz file's arrays (names, dtypes, shapes and bytes, keys sorted).
+
+    It does not depend on the zip container (time stamps, compression), so a rebuild from the same
+    source gives the same digest.
+    """
+    digest = hashlib.sha256()
+    with np.load(path, allow_pickle=False) as f:
+        for key in sorted(f.files):
+            array = np.ascontiguousarray(f[key])
+            digest.update(f"{key}:{array.dtype.str}:{array.shape};".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def binarize(images: np.ndarray) -> np.ndarray:
@@ -67,9 +86,11 @@ def build(source: Path, output: Path) -> None:
         train_index=train_index.astype(np.int64),
         test_index=test_index.astype(np.int64),
     )
+    digest = content_sha256(output)
     print(
         f"wrote {output} ({output.stat().st_size} bytes): {len(train_index)} train, "
-        f"{len(test_index)} test"
+        f"{len(test_index)} test; content_sha256 {digest}"
+        + ("" if digest == CONTENT_SHA256 else " (differs from CONTENT_SHA256: update it)")
     )
 
 

@@ -1,0 +1,72 @@
+"""TFP distributions whose stateless draws name the Philox algorithm explicitly.
+
+TFP's samplers call `tf.random.stateless_*` with TF's default `alg="auto_select"`. That is Philox
+on CPU and GPU, but under `jit_compile=True` on CPU, with a seed that is not a compile-time
+constant (a Keras `SeedGenerator`'s output, as in every training step here), "auto_select"
+compiles to a path about 20x slower than "philox" for the same numbers: 11.2 ms against 0.49 ms
+for 18,000 normals (2026-12-01, one thread). These subclasses change only the algorithm of the
+draw: same parameters, densities, KL rules and shapes as their TFP parents. A stateful (integer)
+seed falls back to the parent's sampler.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import prefer_static as ps
+from tensorflow_probability.python.internal import samplers
+
+tfd = tfp.distributions
+
+__all__ = ["ALGORITHM", "ExpRelaxedOneHotCategorical", "Normal"]
+
+ALGORITHM = "philox"
+
+
+def _stateless(seed) -> tf.Tensor:
+    return samplers.sanitize_seed(seed)
+
+
+class Normal(tfd.Normal):
+    """`tfd.Normal` drawing `loc + scale · ε` with `ε = stateless_normal(alg="philox")`."""
+
+    def _sample_n(self, n, seed=None):
+        if samplers.is_stateful_seed(seed):
+            return super()._sample_n(n, seed=seed)
+        loc = tf.convert_to_tensor(self.loc)
+        scale = tf.convert_to_tensor(self.scale)
+        shape = ps.concat([[n], self._batch_shape_tensor(loc=loc, scale=scale)], axis=0)
+        eps = tf.random.stateless_normal(
+            shape, seed=_stateless(seed), dtype=self.dtype, alg=ALGORITHM
+        )
+        return loc + scale * eps
+
+
+class ExpRelaxedOneHotCategorical(tfd.ExpRelaxedOneHotCategorical):
+    """`tfd.ExpRelaxedOneHotCategorical` (log Gumbel-Softmax) with Philox Gumbel noise.
+
+    ```none
+    y = log_softmax((logits + g) / τ),   g_k = -log(-log u_k),   u_k ~ U(tiny, 1)
+    ```
+    """
+
+    def _sample_n(self, n, seed=None):
+        if samplers.is_stateful_seed(seed):
+            return super()._sample_n(n, seed=seed)
+        temperature = tf.convert_to_tensor(self.temperature)
+        logits = self._logits_parameter_no_checks()
+        shape = ps.concat(
+            [
+                [n],
+                self._batch_shape_tensor(temperature=temperature, logits=logits),
+                self._event_shape_tensor(logits=logits),
+            ],
+            axis=0,
+        )
+        tiny = np.finfo(self.dtype.as_numpy_dtype).tiny
+        u = tf.random.stateless_uniform(
+            shape, seed=_stateless(seed), minval=tiny, maxval=1.0, dtype=self.dtype, alg=ALGORITHM
+        )
+        gumbel = -tf.math.log(-tf.math.log(u))
+        return tf.math.log_softmax((logits + gumbel) / temperature[..., tf.newaxis], axis=-1)
