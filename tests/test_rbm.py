@@ -20,7 +20,11 @@ from igr_tf import boltzmann  # noqa: E402
 
 # --- brute force (numpy, from the definition) ----------------------------------------------------
 def all_states(n: int) -> np.ndarray:
-    return np.array(list(itertools.product([0.0, 1.0], repeat=n)))
+    """Every binary vector of length n, `[2^n, n]`, in itertools.product order."""
+    if n <= 12:
+        return np.array(list(itertools.product([0.0, 1.0], repeat=n)))
+    bits = (np.arange(2**n)[:, None] >> np.arange(n - 1, -1, -1)) & 1  # the same order, faster
+    return bits.astype(np.float64)
 
 
 def brute_energy(z1, z2, a, b, w) -> np.ndarray:
@@ -148,20 +152,25 @@ def test_factorial_log_partition_is_the_uncoupled_brute_force():
 # --- AIS -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def medium():
-    """A 20 + 20 RBM whose couplings matter: log Z is 10.7 nats above the biases-only base."""
-    params = random_params(20, 20, scale=1.0, seed=1)
+    """A 16 + 20 RBM whose couplings matter: log Z is 11.2 nats above the biases-only base.
+    (16 in the smaller group: its exact log Z sums 2^16 states, 16 times fewer than 20 + 20.)"""
+    params = random_params(16, 20, scale=1.3, seed=1)
     exact = float(boltzmann.exact_log_partition(params))
     assert exact - float(boltzmann.factorial_log_partition(params)) > 10
     return params, exact
 
 
-def test_ais_is_within_three_standard_errors_of_the_exact_log_partition(medium):
+def test_ais_in_float32_under_tf_function_is_within_three_standard_errors(medium):
+    """The estimate traced and in float32 (as a model's weights are), against the float64 exact
+    value; the float64 eager path is checked by the calibration test below."""
     params, exact = medium
-    result = boltzmann.ais_log_partition(params, num_chains=100, num_betas=1000, seed=(3, 4))
+    params32 = boltzmann.RBMParams(*(tf.cast(p, tf.float32) for p in params))
+    run = tf.function(lambda p: boltzmann.ais_log_partition(p, 100, 1000, seed=(3, 4)))
+    result = run(params32)
+    assert result.log_z.dtype == tf.float32 and result.log_weights.shape == (100,)
     se = float(result.stderr)
     assert 0 < se < 0.05  # small enough that "within 3 SE" is a sharp claim
     assert abs(float(result.log_z) - exact) < 3 * se, (float(result.log_z), exact, se)
-    assert result.log_weights.shape == (100,)
 
 
 def test_ais_standard_error_matches_the_spread_of_independent_runs(medium):
@@ -171,15 +180,6 @@ def test_ais_standard_error_matches_the_spread_of_independent_runs(medium):
     runs = [boltzmann.ais_log_partition(params, 50, 300, seed=(11, i)) for i in range(10)]
     z = np.array([(float(r.log_z) - exact) / float(r.stderr) for r in runs])
     assert 0.25 < np.mean(z**2) < 2.05, z
-
-
-def test_ais_in_float32_and_under_tf_function(medium):
-    params, exact = medium
-    params32 = boltzmann.RBMParams(*(tf.cast(p, tf.float32) for p in params))
-    run = tf.function(lambda p: boltzmann.ais_log_partition(p, 100, 1000, seed=(5, 6)))
-    result = run(params32)
-    assert result.log_z.dtype == tf.float32
-    assert abs(float(result.log_z) - exact) < 3 * float(result.stderr) + 1e-4
 
 
 def test_ais_of_an_uncoupled_rbm_is_exact():

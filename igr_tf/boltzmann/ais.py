@@ -92,7 +92,9 @@ def ais_log_partition(
     return AISResult(log_z, stderr, log_weights)
 
 
-@tf.function(reduce_retracing=True)
+# No autograph: the loop is an explicit tf.while_loop, and converting the code costs more
+# than the rest of the trace.
+@tf.function(reduce_retracing=True, autograph=False)
 def _anneal(params, betas, num_chains, init_seed, chain_seed):
     z1 = sampling.initial_state(num_chains, params, init_seed)
     num_steps = tf.shape(betas)[0] - 1

@@ -52,7 +52,9 @@ def gibbs_chain(z1: tf.Tensor, params: RBMParams, num_steps, seed) -> tuple[tf.T
     return _chain(z1, params, tf.convert_to_tensor(num_steps, tf.int32), _seed(seed))
 
 
-@tf.function(reduce_retracing=True)
+# No autograph: the loop is an explicit tf.while_loop, and converting the code costs more
+# than the rest of the trace.
+@tf.function(reduce_retracing=True, autograph=False)
 def _chain(z1, params, num_steps, seed):
     z2 = tf.zeros(tf.concat([tf.shape(z1)[:-1], tf.shape(params.bias2)], 0), z1.dtype)
 
