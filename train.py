@@ -30,7 +30,13 @@ from igr_tf.names import (
     OBJECTIVE_ESTIMATORS,
     RELAXATIONS,
 )
-from igr_tf.paper import APPROX_TEMPERATURE, CBM_TEMPERATURE, SOP_TEMPERATURE, VAE_TEMPERATURE
+from igr_tf.paper import (
+    APPROX_TEMPERATURE,
+    CBM_TEMPERATURE,
+    GUMBOLT_TEMPERATURE,
+    SOP_TEMPERATURE,
+    VAE_TEMPERATURE,
+)
 
 PROG = "train.py"
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments", "configs")
@@ -302,6 +308,8 @@ def default_out(args: argparse.Namespace) -> str:
     data = os.path.splitext(os.path.basename(args.data_file))[0] if args.data_file else args.dataset
     name = args.target if args.task == "approx" else data
     latent = args.dist if getattr(args, "estimator", None) is None else args.estimator
+    if args.task == "gumbolt":  # the two priors of one posterior must not share a directory
+        name = f"{args.prior}_{data}"
     return os.path.join("runs", f"{args.task}_{latent}_{name}_seed{args.seed}")
 
 
@@ -448,7 +456,8 @@ def add_latent_model_flags(p: ArgumentParser) -> None:
         "--arch",
         default=None,
         help="vae: linear|nonlinear|relax|conv (default nonlinear); "
-        "sop: double_linear|triple_linear|nonlinear (default double_linear)",
+        "sop: double_linear|triple_linear|nonlinear (default double_linear); "
+        "gumbolt: linear|nonlinear (default nonlinear)",
     )
     v.add_argument("--num-vars", type=int, default=20, help="vae: categorical latent variables V")
     v.add_argument("--num-categories", type=int, default=10, help="vae: categories K per variable")
@@ -1011,6 +1020,125 @@ register(
         run=run_toy,
         add_flags=add_toy_flags,
         resolve=resolve_toy,
+    ),
+)
+
+
+# ==================================================================================================
+# Task: gumbolt (a discrete VAE with a Boltzmann-machine prior: igr_tf.boltzmann, models/gumbolt.py)
+# ==================================================================================================
+
+#: The binary relaxations gumbolt's posterior takes (igr_tf.boltzmann.posterior checks the same).
+GUMBOLT_RELAXATIONS = ("gs", "igr_i", "igr_sb")
+
+
+def add_gumbolt_flags(p: ArgumentParser) -> None:
+    """gumbolt's own flags; it also reads --dist (gs, igr_i, igr_sb), --temperature, --arch
+    (linear|nonlinear), --samples (k of the training bound) and --eval-samples."""
+    g = p.add_argument_group("gumbolt")
+    g.add_argument(
+        "--prior",
+        default="rbm",
+        choices=("rbm", "factorial"),
+        help="RBM prior, or the factorial Bernoulli baseline of the same size",
+    )
+    g.add_argument("--z1-units", type=int, default=20, help="binary latents in the RBM's group 1")
+    g.add_argument("--z2-units", type=int, default=20, help="binary latents in the RBM's group 2")
+    g.add_argument("--num-chains", type=int, default=100, help="persistent Gibbs chains (rbm)")
+    g.add_argument("--gibbs-steps", type=int, default=1, help="Gibbs sweeps of the chains per step")
+    g.add_argument(
+        "--igr-learn-scale",
+        action="store_true",
+        help="igr_*: learn the Gaussian scale too (degenerate with GumBolt's proxy posterior; "
+        "otherwise it is 1)",
+    )
+    g.add_argument("--ais-chains", type=int, default=100, help="AIS runs for the test log Z")
+    g.add_argument("--ais-betas", type=int, default=10_000, help="AIS intermediate distributions")
+
+
+def resolve_gumbolt(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    if args.dist not in GUMBOLT_RELAXATIONS:
+        error(f"--dist {args.dist}: gumbolt's binary relaxations are "
+              f"{', '.join(GUMBOLT_RELAXATIONS)}")  # fmt: skip
+    if args.igr_learn_scale and args.dist == "gs":
+        error("--igr-learn-scale needs --dist igr_i or igr_sb (GS has no scale)")
+    for name in ("z1_units", "z2_units", "num_chains", "gibbs_steps", "ais_chains", "ais_betas",
+                 "samples", "eval_samples"):  # fmt: skip
+        if getattr(args, name) < 1:
+            error(f"{_flag(name)} must be ≥ 1; got {getattr(args, name)}")
+    if args.arch is not None and args.arch not in ("linear", "nonlinear"):
+        error(f"--arch {args.arch}: gumbolt's architectures are linear, nonlinear")
+    if args.lr is None:
+        args.lr = 1e-3
+    if args.temperature is None:
+        args.temperature = GUMBOLT_TEMPERATURE
+    if args.arch is None:
+        args.arch = "nonlinear"
+
+
+def gumbolt_images(model, data, args):
+    """`images(epoch)`: 8 test images, their reconstructions and 8 BM-prior samples decoded."""
+    import tensorflow as tf
+
+    x = next(iter(data.test.batch(8)))
+
+    def images(epoch: int):
+        recon = tf.reshape(tf.sigmoid(model(x, training=False)), tf.shape(x))
+        gen = model.generate(x.shape[0], num_steps=200, seed=(args.seed, epoch))
+        return tf.concat([x, recon, gen], 0)
+
+    return images
+
+
+def run_gumbolt(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    import keras
+
+    from igr_tf import training
+    from models.gumbolt import GumBoltVAE
+
+    data = load_data(args)
+    if data.likelihood != "bernoulli":
+        raise ValueError(f"gumbolt needs binary images; {data.name} is continuous")
+    with args.strategy_obj.scope():
+        model = GumBoltVAE(
+            args.dist,
+            (args.z1_units, args.z2_units),
+            args.prior,
+            args.temperature,
+            arch=args.arch,
+            image_shape=data.image_shape,
+            num_samples=args.samples,
+            num_chains=args.num_chains,
+            gibbs_steps=args.gibbs_steps,
+            learn_scale=args.igr_learn_scale,
+            seed=args.seed,
+        )
+        training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
+    info = fit(model, data, args, out, gumbolt_images(model, data, args))
+    test = load_test(data, args)
+    relaxed = model.evaluate(test, verbose=0, return_dict=True)
+    log_z = model.log_partition("ais", args.ais_chains, args.ais_betas, seed=(args.seed, 1))
+    metrics = {"log_z_ais": log_z["log_z"], "log_z_ais_se": log_z["log_z_se"]}
+    loglik = model.evaluate_loglik(test, log_z["log_z"], args.eval_samples, seed=args.seed)
+    metrics.update(loglik)
+    if min(args.z1_units, args.z2_units) <= 20 or args.prior == "factorial":  # 2^20: a second
+        exact = model.log_partition("exact")["log_z"]
+        metrics["log_z_exact"] = exact
+        metrics["test_loglik_exact_log_z"] = loglik["test_loglik"] + log_z["log_z"] - exact
+    # The relaxed training objective on the test set, normalized with the AIS log Z.
+    metrics["test_relaxed_bound"] = -relaxed["loss"] - log_z["log_z"]
+    metrics["temperature"] = args.temperature
+    finish(model, args, out, metrics)
+    return {"metrics": metrics, **info}
+
+
+register(
+    "gumbolt",
+    Task(
+        help="discrete VAE with a Boltzmann-machine prior (GumBolt)",
+        run=run_gumbolt,
+        add_flags=add_gumbolt_flags,
+        resolve=resolve_gumbolt,
     ),
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "APPROX_TEMPERATURE",
     "CBM_TEMPERATURE",
+    "GUMBOLT_TEMPERATURE",
     "SEEDS",
     "SOP_TEMPERATURE",
     "TEMPERATURE_GRID",
@@ -47,3 +48,8 @@ SEEDS: tuple[int, ...] = (5328, 5945, 8965, 49, 9337)
 
 #: Sparse concept bottleneck models: the relaxation temperature of the Sparse-CBM code (τ = 1).
 CBM_TEMPERATURE: float = 1.0
+
+#: GumBolt (models/gumbolt.py): the relaxed posterior's temperature. Not a published value: the
+#: reading list holds only GumBolt's abstract, which states no temperature; τ = 0.5 is this
+#: project's choice for the mnist_sample runs.
+GUMBOLT_TEMPERATURE: float = 0.5

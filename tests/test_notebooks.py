@@ -42,6 +42,7 @@ EXPECTED = (
     "04_structured_output",
     "05_bijectors_in_your_model",
     "06_gumbel_relatives",
+    "07_gumbolt",
     "08_concept_bottleneck",
 )
 
