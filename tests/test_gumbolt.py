@@ -310,31 +310,42 @@ def run_main(argv, capsys):
     return code, captured.out, captured.err
 
 
-def test_train_py_gumbolt_trains_restores_and_reports_log_z(digits, tmp_path, capsys):
+def test_train_py_gumbolt_trains_resumes_exactly_and_reports_log_z(digits, tmp_path, capsys):
     """The wiring of the task: a GS run with an RBM prior trains (the loss falls from epoch
-    1 to 2), reports AIS log Z within 3 SE of the exact value, saves a loadable model; a rerun
-    in the same --out restores the checkpoint (weights, chains, seed streams), trains nothing
-    and reports the same metrics. (Continuing a run mid-way exactly is train.py's shared
-    machinery, tested in test_train_cli.py; every piece of GumBolt's state is a model variable.)"""
+    1 to 2) and reports AIS log Z within 3 SE of the exact value; a run stopped after epoch 1 and
+    continued to epoch 2 ends exactly where the uninterrupted one does (weights, persistent
+    chains and seed streams are all in the checkpoint); a rerun of the finished run restores
+    it, trains nothing and reports the same metrics; the saved model loads."""
     data_file = str(tmp_path / "tiny.npz")
     np.savez(data_file, images=(digits[:40, ..., 0] * 255).astype(np.uint8))
-    out = str(tmp_path / "gumbolt")
-    flags = ["gumbolt", "--data-file", data_file, "--batch-size", "20", "--no-jit",
-             "--arch", "linear", "--dist", "gs", "--z1-units", "3", "--z2-units", "4",
-             "--samples", "2", "--eval-samples", "5", "--ais-chains", "50", "--ais-betas", "200",
-             "--lr", "0.01", "--epochs", "2", "--verbose", "0", "--out", out]  # fmt: skip
-    code, _, err = run_main(flags, capsys)
-    assert code == 0, err
-    with open(os.path.join(out, "results.json")) as f:
-        first = json.load(f)
-    code, stdout, err = run_main(flags, capsys)
+
+    def flags(out, epochs):
+        return ["gumbolt", "--data-file", data_file, "--batch-size", "20", "--no-jit",
+                "--arch", "linear", "--dist", "gs", "--z1-units", "3", "--z2-units", "4",
+                "--samples", "2", "--eval-samples", "5", "--ais-chains", "50",
+                "--ais-betas", "200", "--lr", "0.01", "--epochs", str(epochs), "--verbose", "0",
+                "--out", str(tmp_path / out)]  # fmt: skip
+
+    def results(out):
+        with open(tmp_path / out / "results.json") as f:
+            return json.load(f)
+
+    for argv in (flags("whole", 2), flags("stopped", 1), flags("stopped", 2)):
+        code, _, err = run_main(argv, capsys)
+        assert code == 0, err
+    first, continued = results("whole"), results("stopped")
+    assert continued["resumed_from_epoch"] == 1 and continued["epochs_completed"] == 2
+    assert continued["metrics"] == first["metrics"]
+    assert continued["history"] == first["history"]
+    out = "whole"
+    code, stdout, err = run_main(flags(out, 2), capsys)
     assert code == 0, err
     assert "Resuming from epoch 2" in stdout
-    with open(os.path.join(out, "results.json")) as f:
-        res = json.load(f)
-    m = res["metrics"]
+    res = results(out)
     assert res["epochs_completed"] == 2 and res["resumed_from_epoch"] == 2
-    assert m == first["metrics"]  # the restored model evaluates exactly as the trained one
+    assert res["metrics"] == first["metrics"]  # the restored model evaluates exactly as trained
+    out = str(tmp_path / out)
+    m = res["metrics"]
     loss = res["history"]["loss"]
     assert len(loss) == 2 and loss[1] < loss[0], loss
     assert abs(m["log_z_ais"] - m["log_z_exact"]) < 3 * m["log_z_ais_se"] + 1e-4
