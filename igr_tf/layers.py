@@ -21,6 +21,7 @@ import tensorflow as tf
 from tensorflow_probability.python.internal import assert_util
 
 from igr_tf._checks import check_positive, check_positive_int
+from igr_tf._seed_state import SavesSeedState
 from igr_tf.distributions import relaxations
 
 __all__ = ["DiscreteLatent", "TemperatureSchedule"]
@@ -37,7 +38,7 @@ def work_dtype(dtype) -> tf.DType:
 
 
 @keras.saving.register_keras_serializable(package="igr_tf")
-class DiscreteLatent(keras.layers.Layer):
+class DiscreteLatent(SavesSeedState, keras.layers.Layer):
     """Relaxed discrete latent variables: V variables with K categories from encoder outputs.
 
     Input: encoder outputs `[B, V * P]` (or `[B, V, P]`), where `P = relaxation.num_params`
@@ -218,21 +219,6 @@ class DiscreteLatent(keras.layers.Layer):
         }
         out.update({k: tf.reduce_mean(v, axis=-1) for k, v in draw.metrics.items()})
         return out
-
-    # The seed generator's state is not a layer weight, so Keras would not save it: a reloaded
-    # model would restart the random stream from `seed` while the saved one had moved on. Saving
-    # it with the weights makes a reloaded model continue exactly where the saved one stood.
-    _SEED_STATE_KEY = "seed_generator_state"
-
-    def save_own_variables(self, store) -> None:
-        super().save_own_variables(store)
-        store[self._SEED_STATE_KEY] = self.seed_generator.state.numpy()
-
-    def load_own_variables(self, store) -> None:
-        keys = list(store.keys())
-        if self._SEED_STATE_KEY in keys:  # absent in files written before it was saved
-            self.seed_generator.state.assign(store[self._SEED_STATE_KEY])
-        super().load_own_variables({k: store[k] for k in keys if k != self._SEED_STATE_KEY})
 
     def categorical_log_probs(self, inputs, seed=None) -> tf.Tensor:
         """Log pmf `[B, V, K]` of the induced categorical of each variable given encoder outputs.

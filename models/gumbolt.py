@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from igr_tf._checks import check_positive, check_positive_int
+from igr_tf._seed_state import SavesSeedState
 from igr_tf.boltzmann import RBM, posterior
 from igr_tf.paper import GUMBOLT_TEMPERATURE
 
@@ -61,7 +62,7 @@ def proxy_log_posterior(zeta: tf.Tensor, log_on: tf.Tensor, log_off: tf.Tensor) 
 
 
 @keras.saving.register_keras_serializable(package="models")
-class GumBoltVAE(keras.Model):
+class GumBoltVAE(SavesSeedState, keras.Model):
     """Discrete VAE with `n1 + n2` binary latents and an RBM (or factorial) prior.
 
     Args:
@@ -314,19 +315,6 @@ class GumBoltVAE(keras.Model):
         """Pixel means `[N, H, W, C]` decoded from `num_samples` prior samples (block Gibbs)."""
         z = self.prior.sample(num_samples, num_steps, seed)
         return tf.reshape(tf.sigmoid(self.decoder(z)), [num_samples, *self.image_shape])
-
-    # --- saving ---------------------------------------------------------------------------------
-    _SEED_STATE_KEY = "seed_generator_state"
-
-    def save_own_variables(self, store) -> None:
-        super().save_own_variables(store)
-        store[self._SEED_STATE_KEY] = self.seed_generator.state.numpy()
-
-    def load_own_variables(self, store) -> None:
-        keys = list(store.keys())
-        if self._SEED_STATE_KEY in keys:
-            self.seed_generator.state.assign(store[self._SEED_STATE_KEY])
-        super().load_own_variables({k: store[k] for k in keys if k != self._SEED_STATE_KEY})
 
     def get_config(self) -> dict[str, Any]:
         return dict(super().get_config(), **self._config)

@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from igr_tf._checks import check_positive_int
+from igr_tf._seed_state import SavesSeedState
 from igr_tf.boltzmann import rbm, sampling
 from igr_tf.boltzmann.ais import AISResult, ais_log_partition
 
@@ -29,7 +30,7 @@ __all__ = ["RBM"]
 
 
 @keras.saving.register_keras_serializable(package="igr_tf")
-class RBM(keras.layers.Layer):
+class RBM(SavesSeedState, keras.layers.Layer):
     """Bipartite BM over `n1 + n2` binary units: `E(z) = −aᵀz1 − bᵀz2 − z1ᵀWz2`, `z = [z1, z2]`.
 
     Args:
@@ -184,21 +185,6 @@ class RBM(keras.layers.Layer):
         z1 = sampling.initial_state(num_samples, params, init_seed)
         z1, z2 = sampling.gibbs_chain(z1, params, num_steps if self.coupled else 1, chain_seed)
         return tf.concat([z1, z2], axis=-1)
-
-    # --- saving --------------------------------------------------------------------------------
-    # The seed generator's state is not a layer weight: save it, so that a reloaded model's chains
-    # continue the saved model's random stream.
-    _SEED_STATE_KEY = "seed_generator_state"
-
-    def save_own_variables(self, store) -> None:
-        super().save_own_variables(store)
-        store[self._SEED_STATE_KEY] = self.seed_generator.state.numpy()
-
-    def load_own_variables(self, store) -> None:
-        keys = list(store.keys())
-        if self._SEED_STATE_KEY in keys:
-            self.seed_generator.state.assign(store[self._SEED_STATE_KEY])
-        super().load_own_variables({k: store[k] for k in keys if k != self._SEED_STATE_KEY})
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

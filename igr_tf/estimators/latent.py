@@ -22,11 +22,13 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from igr_tf._seed_state import SavesSeedState
+
 __all__ = ["EstimatorLatent"]
 
 
 @keras.saving.register_keras_serializable(package="igr_tf")
-class EstimatorLatent(keras.layers.Layer):
+class EstimatorLatent(SavesSeedState, keras.layers.Layer):
     """V discrete latents with K categories whose gradients come from a named estimator.
 
     Args:
@@ -158,18 +160,6 @@ class EstimatorLatent(keras.layers.Layer):
         )
         one_hot = tf.stop_gradient(one_hot)
         return {"sample": one_hot[..., 0] if self.binary else one_hot}
-
-    _SEED_STATE_KEY = "seed_generator_state"
-
-    def save_own_variables(self, store) -> None:
-        super().save_own_variables(store)
-        store[self._SEED_STATE_KEY] = self.seed_generator.state.numpy()
-
-    def load_own_variables(self, store) -> None:
-        keys = list(store.keys())
-        if self._SEED_STATE_KEY in keys:
-            self.seed_generator.state.assign(store[self._SEED_STATE_KEY])
-        super().load_own_variables({k: store[k] for k in keys if k != self._SEED_STATE_KEY})
 
     def get_config(self) -> dict[str, Any]:
         return dict(
