@@ -44,6 +44,7 @@ EXPECTED = (
     "06_gumbel_relatives",
     "07_gumbolt",
     "08_concept_bottleneck",
+    "09_estimators",
 )
 
 
