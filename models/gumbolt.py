@@ -34,6 +34,7 @@ import tensorflow as tf
 from igr_tf._checks import check_positive, check_positive_int
 from igr_tf._seed_state import SavesSeedState
 from igr_tf.boltzmann import RBM, posterior
+from igr_tf.evaluation import log_mean_exp
 from igr_tf.paper import GUMBOLT_TEMPERATURE
 
 __all__ = ["ARCHITECTURES", "DEFAULT_TEMPERATURE", "PRIORS", "GumBoltVAE"]
@@ -43,11 +44,6 @@ ARCHITECTURES: dict[str, tuple[int, ...]] = {"linear": (), "nonlinear": (200, 20
 PRIORS: tuple[str, ...] = ("rbm", "factorial")
 #: Temperature of the relaxed posterior used unless told otherwise (its home is igr_tf.paper).
 DEFAULT_TEMPERATURE = GUMBOLT_TEMPERATURE
-
-
-def _log_mean_exp(x: tf.Tensor, axis: int = 0) -> tf.Tensor:
-    n = tf.cast(tf.shape(x)[axis], x.dtype)
-    return tf.reduce_logsumexp(x, axis=axis) - tf.math.log(n)
 
 
 def _bernoulli_log_prob(x: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -202,7 +198,7 @@ class GumBoltVAE(SavesSeedState, keras.Model):
         log_q = proxy_log_posterior(zeta, draw.log_prob_on, draw.log_prob_off)
         energy = self.prior.energy(zeta)
         log_lik = self.log_likelihood(x, zeta)
-        bound = _log_mean_exp(log_lik - energy - log_q, axis=0)
+        bound = log_mean_exp(log_lik - energy - log_q, axis=0)
         return {
             "loss": -bound,
             "recon": -tf.reduce_mean(log_lik, 0),
@@ -292,7 +288,7 @@ class GumBoltVAE(SavesSeedState, keras.Model):
             axis=0,
         )
         log_w = log_lik - self.prior.energy(z) - log_q
-        return _log_mean_exp(log_w, axis=0) - tf.cast(log_z, log_w.dtype)
+        return log_mean_exp(log_w, axis=0) - tf.cast(log_z, log_w.dtype)
 
     def evaluate_loglik(
         self, dataset: tf.data.Dataset, log_z: float, num_samples: int = 100, seed: int = 0

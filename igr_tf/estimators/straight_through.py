@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from igr_tf._checks import check_positive_int
 from igr_tf.estimators._base import HardSampleEstimator, forward_value, gumbel, split_seed, uniform
+from igr_tf.estimators._normal import log_add_exp
 
 __all__ = [
     "GappedStraightThrough",
@@ -51,11 +52,6 @@ def _gumbel_max(logits: tf.Tensor, seed) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.stop_gradient(_one_hot_argmax(perturbed)), perturbed
 
 
-def _logaddexp(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    m = tf.maximum(a, b)
-    return m + tf.math.log1p(tf.exp(-tf.abs(a - b)))
-
-
 def _jvp_softmax(p: tf.Tensor, g: tf.Tensor) -> tf.Tensor:
     """`J(p) g = p ⊙ g − p (pᵀg)`: the softmax Jacobian (at probabilities p) times g."""
     pg = p * g
@@ -75,7 +71,7 @@ def conditional_gumbel(logits: tf.Tensor, one_hot: tf.Tensor, exponentials: tf.T
     log_e = tf.math.log(exponentials)
     log_e_winner = tf.reduce_sum(log_e * one_hot, axis=-1, keepdims=True)
     top = lse - log_e_winner
-    others = -_logaddexp(log_e - logits, log_e_winner - lse)
+    others = -log_add_exp(log_e - logits, log_e_winner - lse)
     return tf.where(one_hot > 0, top, others)
 
 
