@@ -462,6 +462,13 @@ def add_latent_model_flags(p: ArgumentParser) -> None:
     v.add_argument("--num-vars", type=int, default=20, help="vae: categorical latent variables V")
     v.add_argument("--num-categories", type=int, default=10, help="vae: categories K per variable")
     v.add_argument(
+        "--continuous-dim",
+        type=int,
+        default=0,
+        help="vae: continuous Gaussian latents D next to the discrete ones (JointVAE-style); "
+        "with --num-vars 1 and mnist_sample, results add test_cluster_accuracy",
+    )
+    v.add_argument(
         "--samples",
         type=int,
         default=1,
@@ -537,6 +544,11 @@ def resolve_vae(args: argparse.Namespace, error: Callable[[str], None]) -> None:
     binary = args.num_categories == 2
     allowed = tuple(n for n in ESTIMATORS if binary or n != "disarm")
     check_estimator(args, allowed, "disarm is for binary variables (--num-categories 2)", error)
+    if args.continuous_dim < 0:
+        error(f"--continuous-dim must be ≥ 0; got {args.continuous_dim}")
+    if args.continuous_dim and args.estimator is not None:
+        error(f"--continuous-dim {args.continuous_dim}: mixed latents take the relaxed --dist "
+              f"sample, not --estimator {args.estimator}")  # fmt: skip
     if args.temperature is None:
         args.temperature = VAE_TEMPERATURE[args.dist]
 
@@ -560,8 +572,12 @@ def vae_images(model, data, args):
 
     def images(epoch: int):
         recon = tf.sigmoid(model(x, training=False)[:, :pixels])
-        z = prior_sample(tf.constant([args.seed, epoch], tf.int32))
-        gen = tf.sigmoid(model.decoder(tf.cast(z, tf.float32))[:, :pixels])
+        seed = tf.constant([args.seed, epoch], tf.int32)
+        z = tf.cast(prior_sample(seed), tf.float32)
+        if args.continuous_dim:  # and the continuous latents from their prior N(0, I)
+            z_c = tf.random.stateless_normal([x.shape[0], args.continuous_dim], seed=seed[::-1])
+            z = model.decoder_inputs(z, z_c)
+        gen = tf.sigmoid(model.decoder(z)[:, :pixels])
         return tf.concat([x, tf.reshape(recon, tf.shape(x)), tf.reshape(gen, tf.shape(x))], 0)
 
     return images
@@ -588,16 +604,32 @@ def run_vae(args: argparse.Namespace, out: str) -> dict[str, Any]:
             hard=args.hard,
             seed=args.seed,
             estimator=args.estimator,
+            continuous_dim=args.continuous_dim,
         )
         training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
     info = fit(model, data, args, out, vae_images(model, data, args))
     test = load_test(data, args)
     elbo = model.evaluate(test, verbose=0, return_dict=True)
     metrics = {"test_elbo": -elbo["loss"], "test_recon": elbo["recon"], "test_kl": elbo["kl"]}
+    if args.continuous_dim:
+        metrics["test_kl_continuous"] = elbo["kl_continuous"]
     metrics.update(model.evaluate_loglik(test, args.eval_samples, seed=args.seed))
+    if args.num_vars == 1 and args.dataset == "mnist_sample" and not args.data_file:
+        metrics["test_cluster_accuracy"] = vae_cluster_accuracy(model, args)
     metrics["temperature"] = args.temperature
     finish(model, args, out, metrics)
     return {"metrics": metrics, **info}
+
+
+def vae_cluster_accuracy(model, args) -> float:
+    """Unsupervised digit accuracy of the single discrete latent on mnist_sample's test split:
+    cluster argmax_c q(c | x), Hungarian-matched to the labels (`evaluation.cluster_accuracy`)."""
+    from igr_tf import evaluation
+    from models.cbm import load_labelled_mnist_sample
+
+    data = load_labelled_mnist_sample()
+    clusters = model.predict_clusters(data.x_test, args.batch_size, seed=args.seed)
+    return evaluation.cluster_accuracy(data.y_test, clusters)
 
 
 def load_test(data, args):
