@@ -360,23 +360,27 @@ class DeepLatentGaussianMixture(SavesSeedState, keras.Model):
         """Mean test log-likelihood bound and the components used, over batched data.
 
         Returns "test_loglik", "components_used" (components with mean_x q(c = k | x) > used_mass),
-        "component_mass" (that mean, a list of K floats) and "test_loglik_proposal" ("exact" or
-        "monte_carlo": how q(c | x) was computed).
+        "component_mass" (that mean, a list of K floats), "assignment_entropy" (mean_x of the
+        entropy of q(c | x) in nats: 0 for certain assignments, log K for uniform ones) and
+        "test_loglik_proposal" ("exact" or "monte_carlo": how q(c | x) was computed).
         """
         step = tf.function(lambda x, s: self.loglik_terms(x, num_samples, s), autograph=False)
-        total, count = 0.0, 0
+        total, entropy, count = 0.0, 0.0, 0
         mass = np.zeros(self.num_components)
         for i, batch in enumerate(dataset):
             x = batch[0] if isinstance(batch, tuple) else batch
             terms = step(x, tf.constant([seed, i], tf.int32))
             total += float(tf.reduce_sum(terms["loglik"]))
-            mass += np.sum(terms["component_probs"].numpy(), axis=0)
+            probs = terms["component_probs"].numpy().astype(np.float64)
+            mass += np.sum(probs, axis=0)
+            entropy -= float(np.sum(probs * np.log(np.where(probs > 0, probs, 1.0))))
             count += int(x.shape[0])
         mass /= count
         return {
             "test_loglik": total / count,
             "components_used": int(np.sum(mass > used_mass)),
             "component_mass": [float(m) for m in mass],
+            "assignment_entropy": entropy / count,
             "test_loglik_proposal": "exact" if self.latent.relaxation.exact_categorical
             else "monte_carlo",
         }  # fmt: skip

@@ -146,6 +146,25 @@ def test_importance_weights_are_unbiased_for_the_exact_marginal_likelihood():
     np.testing.assert_array_equal(tighter, again)  # deterministic given the seed
 
 
+def test_evaluate_loglik_averages_the_bound_and_counts_components_over_batches():
+    """GS (exact q(c | x)): the dataset's mean bound is the mean of the per-batch bounds, the
+    component mass is mean_x q(c | x), the entropy TFP's, and a component is used above 1%."""
+    model = tiny_model("gs", k=6, d=2)
+    x = binary_images(30, seed=7)
+    result = model.evaluate_loglik(tf.data.Dataset.from_tensor_slices(x).batch(12), 7, seed=3)
+    probs = tf.exp(model.posterior_log_probs(x)).numpy().astype(np.float64)
+    np.testing.assert_allclose(result["component_mass"], probs.mean(0), rtol=1e-5)
+    entropy = tfd.Categorical(probs=probs).entropy().numpy().mean()
+    np.testing.assert_allclose(result["assignment_entropy"], entropy, rtol=1e-5)
+    assert result["components_used"] == int(np.sum(probs.mean(0) > 0.01))
+    per_batch = [
+        model.loglik_terms(x[i : i + 12], 7, seed=tf.constant([3, b]))["loglik"].numpy()
+        for b, i in enumerate(range(0, 30, 12))
+    ]
+    np.testing.assert_allclose(result["test_loglik"], np.concatenate(per_batch).mean(), rtol=1e-6)
+    assert result["test_loglik_proposal"] == "exact"
+
+
 # --- training, saving ---------------------------------------------------------------------------
 @pytest.mark.parametrize("relaxation, options", [("igr_sb", ADAPTIVE), ("gs", None)])
 def test_fit_decreases_the_loss_and_the_model_round_trips_through_keras_files(
@@ -278,6 +297,7 @@ def test_dlgmm_run_split_in_two_ends_exactly_as_the_uninterrupted_run(data_file,
     assert res["whole"]["component_mass"] == res["split"]["component_mass"]
     metrics = res["whole"]["metrics"]
     assert metrics["test_loglik_proposal"] == "monte_carlo" and 1 <= metrics["components_used"] <= 4
+    assert 0 <= metrics["assignment_entropy"] <= np.log(4) + 1e-6
     # log p(x) of 784 binary pixels: a bound between -784 log 2 (worse than coin tosses: an
     # untrained net may be) times 1.5 and 0.
     assert -784 * np.log(2) * 1.5 < metrics["test_loglik"] < 0
