@@ -274,11 +274,17 @@ def data_file(tmp_path_factory) -> str:
     return str(path)
 
 
-def test_dlgmm_run_split_in_two_ends_exactly_as_the_uninterrupted_run(data_file, tmp_path, capsys):
+def test_dlgmm_run_split_in_two_ends_exactly_as_the_uninterrupted_run(
+    data_file, tmp_path, capsys, monkeypatch
+):
+    # A relative --out, as train.py's default runs/...: resuming from it once doubled the path.
+    monkeypatch.chdir(tmp_path)
+
     def flags(out):
         return ["dlgmm", "--data-file", data_file, "--batch-size", "20", "--no-jit",
                 "--components", "4", "--latent-dim", "2", "--hidden-units", "16",
-                "--eval-samples", "5", "--verbose", "0", "--out", str(tmp_path / out)]  # fmt: skip
+                "--eval-samples", "5", "--verbose", "0",
+                "--out", os.path.join("runs", out)]  # fmt: skip
 
     whole = run_main([*flags("whole"), "--epochs", "2"], capsys)
     assert whole.returncode == 0, whole.stderr
@@ -289,7 +295,7 @@ def test_dlgmm_run_split_in_two_ends_exactly_as_the_uninterrupted_run(data_file,
     assert "Resuming from epoch 1" in second.stdout
     res = {}
     for name in ("whole", "split"):
-        with open(tmp_path / name / "results.json") as f:
+        with open(tmp_path / "runs" / name / "results.json") as f:
             res[name] = json.load(f)
     assert res["split"]["resumed_from_epoch"] == 1 and res["split"]["epochs_completed"] == 2
     assert res["whole"]["history"] == res["split"]["history"]
@@ -301,5 +307,5 @@ def test_dlgmm_run_split_in_two_ends_exactly_as_the_uninterrupted_run(data_file,
     # log p(x) of 784 binary pixels: a bound between -784 log 2 (worse than coin tosses: an
     # untrained net may be) times 1.5 and 0.
     assert -784 * np.log(2) * 1.5 < metrics["test_loglik"] < 0
-    model = keras.models.load_model(str(tmp_path / "whole" / "model.keras"))
+    model = keras.models.load_model(str(tmp_path / "runs" / "whole" / "model.keras"))
     assert isinstance(model, DeepLatentGaussianMixture) and model.num_components == 4
