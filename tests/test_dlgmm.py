@@ -165,6 +165,36 @@ def test_evaluate_loglik_averages_the_bound_and_counts_components_over_batches()
     assert result["test_loglik_proposal"] == "exact"
 
 
+@pytest.mark.parametrize("relaxation, options", [("gs", None), ("igr_sb", ADAPTIVE)])
+def test_loss_and_gradients_stay_finite_at_tau_001_with_extreme_encoder_outputs(
+    relaxation, options
+):
+    model = DeepLatentGaussianMixture(
+        relaxation, 6, 2, 0.01, hidden_units=(16,), image_shape=TINY, relaxation_options=options,
+        seed=0,
+    )  # fmt: skip
+    kernel, bias = model.assignment_head.get_weights()
+    model.assignment_head.set_weights(
+        [kernel * 0, bias * 0 + 50 * np.sign(np.sin(np.arange(bias.size)))]
+    )
+    x = binary_images(8)
+    with tf.GradientTape() as tape:
+        terms = model.objective(x, training=True)
+        loss = tf.reduce_mean(terms["loss"])
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert np.isfinite(loss.numpy())
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads if g is not None)
+    bound = model.loglik_terms(x, 20, seed=(0, 0))["loglik"].numpy()
+    assert np.all(np.isfinite(bound)) and np.all(bound < 0)
+
+
+def test_hard_assignments_are_exactly_one_hot_in_the_forward_pass():
+    model = tiny_model("igr_sb", k=5, options=ADAPTIVE, hard=True)
+    psi = model._draw(binary_images(16), training=True)["psi"].numpy()
+    np.testing.assert_array_equal(np.sort(psi, axis=-1)[:, -1], 1.0)
+    np.testing.assert_array_equal(psi.sum(-1), 1.0)
+
+
 # --- training, saving ---------------------------------------------------------------------------
 @pytest.mark.parametrize("relaxation, options", [("igr_sb", ADAPTIVE), ("gs", None)])
 def test_fit_decreases_the_loss_and_the_model_round_trips_through_keras_files(
