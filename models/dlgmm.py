@@ -60,7 +60,7 @@ import tensorflow as tf
 from igr_tf import evaluation
 from igr_tf._checks import check_positive, check_positive_int
 from igr_tf._seed_state import SavesSeedState
-from igr_tf.layers import DiscreteLatent
+from igr_tf.layers import DiscreteLatent, work_dtype
 from models.vae import LIKELIHOODS
 
 __all__ = [
@@ -230,13 +230,15 @@ class DeepLatentGaussianMixture(SavesSeedState, keras.Model):
         h = self.encoder(x, training=training)
         params = self.assignment_head(h)
         raw = tf.reshape(self.component_head(h), [-1, self.num_components, 2 * self.latent_dim])
+        # Densities and KLs in float32 (float64 for a float64 model), whatever the compute dtype.
+        raw = tf.cast(raw, work_dtype(raw.dtype))
         loc, raw_scale = tf.split(raw, 2, axis=-1)
         return params, loc, tf.math.softplus(raw_scale) + MIN_SCALE
 
     def prior_components(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """The prior mixture: log weights `[K]`, loc and scale `[K, D]` (trainable weights)."""
-        log_pi = self.latent.prior_categorical_log_probs(tf.float32)
         loc = tf.convert_to_tensor(self.prior_loc)
+        log_pi = self.latent.prior_categorical_log_probs(loc.dtype)
         return log_pi, loc, tf.exp(tf.convert_to_tensor(self.prior_log_scale))
 
     def log_likelihood(self, x: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
@@ -272,7 +274,8 @@ class DeepLatentGaussianMixture(SavesSeedState, keras.Model):
         params, loc, scale = self.encode(x, training=training)
         out = self.latent(params, training=training)
         psi = tf.cast(out["sample"][:, 0, :], loc.dtype)  # [B, K]
-        eps = keras.random.normal(tf.shape(loc)[::2], seed=self.seed_generator, dtype=loc.dtype)
+        shape = [tf.shape(loc)[0], self.latent_dim]
+        eps = keras.random.normal(shape, seed=self.seed_generator, dtype=loc.dtype)
         z = tf.einsum("bk,bkd->bd", psi, loc + scale * eps[:, None, :])
         return dict(out, psi=psi, z=z, loc=loc, scale=scale)
 

@@ -195,6 +195,18 @@ def test_hard_assignments_are_exactly_one_hot_in_the_forward_pass():
     np.testing.assert_array_equal(psi.sum(-1), 1.0)
 
 
+def test_mixed_precision_computes_the_loss_terms_in_float32():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = tiny_model("igr_sb", k=5, d=2, options=ADAPTIVE)
+        assert model.compute_dtype == "float16" and model.prior_loc.dtype == "float32"
+        terms = model.objective(binary_images(8), training=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for name, value in terms.items():
+        assert value.dtype == tf.float32 and np.all(np.isfinite(value.numpy())), name
+
+
 # --- training, saving ---------------------------------------------------------------------------
 @pytest.mark.parametrize("relaxation, options", [("igr_sb", ADAPTIVE), ("gs", None)])
 def test_fit_decreases_the_loss_and_the_model_round_trips_through_keras_files(
