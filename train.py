@@ -33,6 +33,7 @@ from igr_tf.names import (
 from igr_tf.paper import (
     APPROX_TEMPERATURE,
     CBM_TEMPERATURE,
+    GS_ANNEALING,
     GUMBOLT_TEMPERATURE,
     SOP_TEMPERATURE,
     VAE_TEMPERATURE,
@@ -358,10 +359,12 @@ def resume_check(args: argparse.Namespace, saved: dict[str, Any], checkpoint_dir
         )
 
 
-def fit(model, data, args, out: str, make_images=None) -> dict[str, Any]:
+def fit(model, data, args, out: str, make_images=None, callbacks=()) -> dict[str, Any]:
     """`model.fit` resumable bit for bit: restores OUT/checkpoint if there is one, trains the
     remaining epochs on an epoch-deterministic pipeline, and returns the results' training part
-    (epochs, the whole history, timing)."""
+    (epochs, the whole history, timing). Each epoch is scored on `data.validation` when the data
+    has one (`--validation-split`), else on the test set. `callbacks` run before the summaries
+    and the checkpoint (they must be functions of checkpointed state, as a schedule of the step)."""
     import keras
 
     from igr_tf import datasets, training
@@ -389,11 +392,12 @@ def fit(model, data, args, out: str, make_images=None) -> dict[str, Any]:
     train = datasets.epoch_pipeline(
         data.train, args.batch_size, seed=args.seed, epochs=range(initial_epoch, args.epochs)
     )
-    test = datasets.pipeline(data.test, args.batch_size, shuffle=False)
+    monitored = data.test if data.validation is None else data.validation
+    test = datasets.pipeline(monitored, args.batch_size, shuffle=False)
     timer = training.SteadyTimer()
     saver = training.EpochCheckpoint(checkpoint)
     logs = os.path.join(out, "logs")
-    callbacks: list[keras.callbacks.Callback] = [timer]
+    callbacks = [timer, *callbacks]
     if args.chief:
         callbacks.append(keras.callbacks.TensorBoard(logs, write_graph=False, profile_batch=0))
         if make_images is not None:
@@ -543,13 +547,45 @@ def check_estimator(args, allowed: tuple[str, ...], why: str, error: Callable[[s
 # ==================================================================================================
 
 
+TEMPERATURE_SCHEDULES = ("fixed", "anneal", "learned")
+
+
+def add_vae_flags(p: ArgumentParser) -> None:
+    v = p.add_argument_group("vae")
+    v.add_argument(
+        "--temperature-schedule",
+        default="fixed",
+        choices=TEMPERATURE_SCHEDULES,
+        help="fixed: --temperature throughout; anneal: the Gumbel-Softmax paper's "
+        f"max({GS_ANNEALING['floor']}, τ0·exp(−{GS_ANNEALING['rate']:g}·step)) with τ0 = "
+        f"--temperature (default {GS_ANNEALING['initial']:g}); learned: log τ is trained, "
+        "starting at --temperature",
+    )
+    v.add_argument(
+        "--validation-split",
+        type=finite_float,
+        default=0.0,
+        help="hold out this fraction of the training set, in [0, 1): each epoch and the final "
+        "val_* metrics are scored on it (for choosing hyperparameters; test_* stay on the "
+        "test set); 0: none, epochs are scored on the test set",
+    )
+
+
 def resolve_vae(args: argparse.Namespace, error: Callable[[str], None]) -> None:
     check_latent_model_flags(args, error)
     binary = args.num_categories == 2
     allowed = tuple(n for n in ESTIMATORS if binary or n != "disarm")
     check_estimator(args, allowed, "disarm is for binary variables (--num-categories 2)", error)
+    if not 0 <= args.validation_split < 1:
+        error(f"--validation-split must be in [0, 1); got {args.validation_split}")
+    if args.temperature_schedule != "fixed" and args.estimator is not None:
+        error(
+            f"--temperature-schedule {args.temperature_schedule}: for the relaxed sample; an "
+            "--estimator's temperature is fixed"
+        )
     if args.temperature is None:
-        args.temperature = VAE_TEMPERATURE[args.dist]
+        anneal = args.temperature_schedule == "anneal"
+        args.temperature = GS_ANNEALING["initial"] if anneal else VAE_TEMPERATURE[args.dist]
 
 
 def vae_images(model, data, args):
@@ -581,10 +617,13 @@ def vae_images(model, data, args):
 def run_vae(args: argparse.Namespace, out: str) -> dict[str, Any]:
     import keras
 
-    from igr_tf import training
+    from igr_tf import datasets, training
+    from igr_tf.layers import TemperatureSchedule, exponential_annealing
     from models.vae import DiscreteVAE
 
     data = load_data(args)
+    if args.validation_split > 0:
+        data = datasets.hold_out(data, args.validation_split)
     with args.strategy_obj.scope():
         model = DiscreteVAE(
             args.dist,
@@ -599,16 +638,35 @@ def run_vae(args: argparse.Namespace, out: str) -> dict[str, Any]:
             hard=args.hard,
             seed=args.seed,
             estimator=args.estimator,
+            trainable_temperature=args.temperature_schedule == "learned",
         )
         training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
-    info = fit(model, data, args, out, vae_images(model, data, args))
-    test = load_test(data, args)
-    elbo = model.evaluate(test, verbose=0, return_dict=True)
-    metrics = {"test_elbo": -elbo["loss"], "test_recon": elbo["recon"], "test_kl": elbo["kl"]}
-    metrics.update(model.evaluate_loglik(test, args.eval_samples, seed=args.seed))
+    schedules = []
+    if args.temperature_schedule == "anneal":
+        anneal = exponential_annealing(
+            args.temperature, GS_ANNEALING["rate"], GS_ANNEALING["floor"]
+        )
+        schedules.append(TemperatureSchedule(anneal, per="step"))
+    info = fit(model, data, args, out, vae_images(model, data, args), callbacks=schedules)
+    metrics = vae_metrics(model, load_test(data, args), args, "test_")
+    if data.validation is not None:
+        val = datasets.pipeline(data.validation, args.batch_size, shuffle=False)
+        metrics.update(vae_metrics(model, val, args, "val_"))
     metrics["temperature"] = args.temperature
+    if args.estimator is None:  # the τ at the end of training (annealed or learned)
+        metrics["final_temperature"] = float(model.latent.temperature)
     finish(model, args, out, metrics)
     return {"metrics": metrics, **info}
+
+
+def vae_metrics(model, dataset, args, prefix: str) -> dict[str, Any]:
+    """The relaxed ELBO and the importance-sampled log-likelihood (one-hot latents) on a
+    batched, unshuffled `dataset`, named `prefix` + metric."""
+    elbo = model.evaluate(dataset, verbose=0, return_dict=True)
+    metrics = {"elbo": -elbo["loss"], "recon": elbo["recon"], "kl": elbo["kl"]}
+    loglik = model.evaluate_loglik(dataset, args.eval_samples, seed=args.seed)
+    metrics.update({k.removeprefix("test_"): v for k, v in loglik.items()})
+    return {prefix + k: v for k, v in metrics.items()}
 
 
 def load_test(data, args):
@@ -619,7 +677,7 @@ def load_test(data, args):
 
 register(
     "vae",
-    Task(help="discrete VAE", run=run_vae, resolve=resolve_vae),
+    Task(help="discrete VAE", run=run_vae, add_flags=add_vae_flags, resolve=resolve_vae),
 )
 
 

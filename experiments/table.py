@@ -25,6 +25,8 @@ KEY_FLAGS = [
     "task",
     "mode",
     "dist",
+    "estimator",
+    "temperature_schedule",
     "dataset",
     "arch",
     "temperature",

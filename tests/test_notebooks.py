@@ -46,6 +46,7 @@ EXPECTED = (
     "08_concept_bottleneck",
     "09_estimators",
     "10_infinite_support",
+    "11_temperature_study",
 )
 
 
