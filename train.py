@@ -1255,6 +1255,10 @@ def resolve_dlgmm(args: argparse.Namespace, error: Callable[[str], None]) -> Non
         error(f"--estimator {args.estimator}: dlgmm trains the relaxed --dist sample only")
     if args.samples != 1:
         error(f"--samples {args.samples}: dlgmm trains the one-sample ELBO (use --eval-samples)")
+    for name, default in (("temperature_schedule", "fixed"), ("validation_split", 0.0)):
+        if getattr(args, name, default) != default:
+            error(f"{_flag(name)}: vae only; dlgmm trains at a fixed --temperature on the "
+                  "whole training set")  # fmt: skip
     if args.components is None:
         args.components = DLGMM_COMPONENTS.get(args.dist, DLGMM_FIXED_COMPONENTS)
     if args.components < 2:

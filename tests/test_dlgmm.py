@@ -296,6 +296,8 @@ def test_dlgmm_defaults_to_adaptive_igr_sb_and_the_config_and_flags_win():
         (["--estimator", "st_gs"], "--estimator st_gs: dlgmm trains the relaxed --dist sample"),
         (["--dist", "gs", "--sb-adaptive"], "--sb-adaptive needs --dist igr_sb"),
         (["--sb-threshold", "0"], "--sb-threshold must be in (0, 1]"),
+        (["--temperature-schedule", "anneal"], "--temperature-schedule: vae only"),
+        (["--validation-split", "0.1"], "--validation-split: vae only"),
     ],
 )
 def test_bad_dlgmm_flags_exit_2_with_one_line(args, fragment, capsys, tmp_path):
