@@ -64,6 +64,7 @@ class Task:
     """A task of train.py.
 
     help: one line for `--help`.
+    defaults: the task's own defaults of common flags (None: the parser's).
     run: `run(args, out) -> results` trains and evaluates; results hold "metrics" (a dict) and
         whatever else goes into results.json.
     add_flags: adds the task's own flags to the parser (an argument group), or None.
@@ -75,6 +76,9 @@ class Task:
     run: Callable[[argparse.Namespace, str], dict[str, Any]]
     add_flags: Callable[[ArgumentParser], None] | None = None
     resolve: Callable[[argparse.Namespace, Callable[[str], None]], None] | None = None
+    #: Defaults of common flags for this task (e.g. dlgmm's --dist igr_sb); a config's values
+    #: and explicit flags still win.
+    defaults: dict[str, Any] | None = None
 
 
 TASKS: dict[str, Task] = {}
@@ -231,6 +235,7 @@ def _coerce_config_value(p: ArgumentParser, action: argparse.Action, value: Any,
 def parse_args(p: ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parses argv with a config file's values as defaults (explicit flags still win)."""
     args = p.parse_args(argv)
+    values: dict[str, Any] = {}
     if args.config:
         path = (
             args.config
@@ -258,6 +263,12 @@ def parse_args(p: ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
         args = p.parse_args(argv)
     if args.task is None:
         args.task = "vae"
+    task_defaults = TASKS[args.task].defaults or {}
+    task_defaults = {k: v for k, v in task_defaults.items() if k not in values}  # config wins
+    if task_defaults:
+        p.set_defaults(**task_defaults)
+        args = p.parse_args(argv)
+        args.task = args.task or "vae"
     return args
 
 
@@ -1197,6 +1208,129 @@ register(
         run=run_gumbolt,
         add_flags=add_gumbolt_flags,
         resolve=resolve_gumbolt,
+    ),
+)
+
+
+# ==================================================================================================
+# Task: dlgmm (deep latent Gaussian mixture: a VAE with a mixture prior; models/dlgmm.py)
+# ==================================================================================================
+
+#: dlgmm's K when --components is not given: IGR-SB's cap (adaptive truncation picks how many
+#: components a draw uses), and the fixed K of every other relaxation (the GS baseline's K = 10).
+DLGMM_COMPONENTS = {"igr_sb": 50}
+DLGMM_FIXED_COMPONENTS = 10
+
+
+def add_dlgmm_flags(p: ArgumentParser) -> None:
+    """dlgmm's own flags; it also reads --dist (default igr_sb, adaptive: --sb-threshold is the
+    stick mass to cover, 1 uses every stick), --temperature, --kl, --stl, --hard, --eval-samples."""
+    g = p.add_argument_group("dlgmm")
+    g.add_argument(
+        "--components",
+        type=int,
+        default=None,
+        help=f"mixture components K, ≥ 2 (igr_sb: the cap, default {DLGMM_COMPONENTS['igr_sb']}; "
+        f"otherwise default {DLGMM_FIXED_COMPONENTS})",
+    )
+    g.add_argument("--latent-dim", type=int, default=10, help="dimension D of the Gaussian z")
+    g.add_argument(
+        "--hidden-units",
+        default="256,128",
+        help="widths of the encoder's ReLU layers, comma-separated (the decoder mirrors them)",
+    )
+
+
+def _hidden_units(text: str) -> tuple[int, ...] | None:
+    try:
+        units = tuple(int(u) for u in text.split(",") if u.strip())
+    except ValueError:
+        return None
+    return units if units and all(u >= 1 for u in units) else None
+
+
+def resolve_dlgmm(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    check_latent_model_flags(args, error)
+    if args.estimator is not None:
+        error(f"--estimator {args.estimator}: dlgmm trains the relaxed --dist sample only")
+    if args.samples != 1:
+        error(f"--samples {args.samples}: dlgmm trains the one-sample ELBO (use --eval-samples)")
+    for name, default in (("temperature_schedule", "fixed"), ("validation_split", 0.0)):
+        if getattr(args, name, default) != default:
+            error(f"{_flag(name)}: vae only; dlgmm trains at a fixed --temperature on the "
+                  "whole training set")  # fmt: skip
+    if args.components is None:
+        args.components = DLGMM_COMPONENTS.get(args.dist, DLGMM_FIXED_COMPONENTS)
+    if args.components < 2:
+        error(f"--components must be ≥ 2; got {args.components}")
+    if args.latent_dim < 1:
+        error(f"--latent-dim must be ≥ 1; got {args.latent_dim}")
+    if _hidden_units(args.hidden_units) is None:
+        error(f"--hidden-units must be comma-separated integers ≥ 1; got {args.hidden_units!r}")
+    if args.temperature is None:
+        args.temperature = VAE_TEMPERATURE[args.dist]
+
+
+def dlgmm_images(model, data, args):
+    """`images(epoch)`: 8 test images, their reconstructions and 8 samples of the mixture prior."""
+    import tensorflow as tf
+
+    x = next(iter(data.test.batch(8)))
+
+    def images(epoch: int):
+        recon = tf.reshape(tf.sigmoid(model(x, training=False)[:, : x.shape[1] * x.shape[2]]),
+                           tf.shape(x))  # fmt: skip
+        gen = model.generate(x.shape[0], seed=(args.seed, epoch))
+        return tf.concat([x, recon, gen], 0)
+
+    return images
+
+
+def run_dlgmm(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    import keras
+
+    from igr_tf import training
+    from models.dlgmm import DeepLatentGaussianMixture
+
+    data = load_data(args)
+    options = relaxation_options(args)
+    if args.dist == "igr_sb":  # always adaptive here: the cap is not the number of components
+        options.update(adaptive=True, threshold=args.sb_threshold)
+    with args.strategy_obj.scope():
+        model = DeepLatentGaussianMixture(
+            args.dist,
+            args.components,
+            args.latent_dim,
+            args.temperature,
+            hidden_units=_hidden_units(args.hidden_units),
+            image_shape=data.image_shape,
+            likelihood=data.likelihood,
+            relaxation_options=options,
+            hard=args.hard,
+            seed=args.seed,
+        )
+        training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
+    info = fit(model, data, args, out, dlgmm_images(model, data, args))
+    test = load_test(data, args)
+    elbo = model.evaluate(test, verbose=0, return_dict=True)
+    metrics = {"test_elbo": -elbo["loss"], "test_recon": elbo["recon"],
+               "test_kl_z": elbo["kl_z"], "test_kl_c": elbo["kl_c"]}  # fmt: skip
+    metrics.update({f"test_{k}": elbo[k] for k in model.latent.metric_names})
+    loglik = model.evaluate_loglik(test, args.eval_samples, seed=args.seed)
+    mass = loglik.pop("component_mass")
+    metrics.update(loglik, temperature=args.temperature, num_components=args.components)
+    finish(model, args, out, {k: v for k, v in metrics.items() if not isinstance(v, str)})
+    return {"metrics": metrics, "component_mass": mass, **info}
+
+
+register(
+    "dlgmm",
+    Task(
+        help="deep latent Gaussian mixture (VAE with a mixture prior; IGR-SB: unbounded K)",
+        run=run_dlgmm,
+        add_flags=add_dlgmm_flags,
+        resolve=resolve_dlgmm,
+        defaults={"dist": "igr_sb"},
     ),
 )
 
