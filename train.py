@@ -33,6 +33,7 @@ from igr_tf.names import (
 from igr_tf.paper import (
     APPROX_TEMPERATURE,
     CBM_TEMPERATURE,
+    GS_ANNEALING,
     GUMBOLT_TEMPERATURE,
     SOP_TEMPERATURE,
     VAE_TEMPERATURE,
@@ -63,6 +64,7 @@ class Task:
     """A task of train.py.
 
     help: one line for `--help`.
+    defaults: the task's own defaults of common flags (None: the parser's).
     run: `run(args, out) -> results` trains and evaluates; results hold "metrics" (a dict) and
         whatever else goes into results.json.
     add_flags: adds the task's own flags to the parser (an argument group), or None.
@@ -74,6 +76,9 @@ class Task:
     run: Callable[[argparse.Namespace, str], dict[str, Any]]
     add_flags: Callable[[ArgumentParser], None] | None = None
     resolve: Callable[[argparse.Namespace, Callable[[str], None]], None] | None = None
+    #: Defaults of common flags for this task (e.g. dlgmm's --dist igr_sb); a config's values
+    #: and explicit flags still win.
+    defaults: dict[str, Any] | None = None
 
 
 TASKS: dict[str, Task] = {}
@@ -230,6 +235,7 @@ def _coerce_config_value(p: ArgumentParser, action: argparse.Action, value: Any,
 def parse_args(p: ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parses argv with a config file's values as defaults (explicit flags still win)."""
     args = p.parse_args(argv)
+    values: dict[str, Any] = {}
     if args.config:
         path = (
             args.config
@@ -257,6 +263,12 @@ def parse_args(p: ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
         args = p.parse_args(argv)
     if args.task is None:
         args.task = "vae"
+    task_defaults = TASKS[args.task].defaults or {}
+    task_defaults = {k: v for k, v in task_defaults.items() if k not in values}  # config wins
+    if task_defaults:
+        p.set_defaults(**task_defaults)
+        args = p.parse_args(argv)
+        args.task = args.task or "vae"
     return args
 
 
@@ -347,10 +359,12 @@ def resume_check(args: argparse.Namespace, saved: dict[str, Any], checkpoint_dir
         )
 
 
-def fit(model, data, args, out: str, make_images=None) -> dict[str, Any]:
+def fit(model, data, args, out: str, make_images=None, callbacks=()) -> dict[str, Any]:
     """`model.fit` resumable bit for bit: restores OUT/checkpoint if there is one, trains the
     remaining epochs on an epoch-deterministic pipeline, and returns the results' training part
-    (epochs, the whole history, timing)."""
+    (epochs, the whole history, timing). Each epoch is scored on `data.validation` when the data
+    has one (`--validation-split`), else on the test set. `callbacks` run before the summaries
+    and the checkpoint (they must be functions of checkpointed state, as a schedule of the step)."""
     import keras
 
     from igr_tf import datasets, training
@@ -378,11 +392,12 @@ def fit(model, data, args, out: str, make_images=None) -> dict[str, Any]:
     train = datasets.epoch_pipeline(
         data.train, args.batch_size, seed=args.seed, epochs=range(initial_epoch, args.epochs)
     )
-    test = datasets.pipeline(data.test, args.batch_size, shuffle=False)
+    monitored = data.test if data.validation is None else data.validation
+    test = datasets.pipeline(monitored, args.batch_size, shuffle=False)
     timer = training.SteadyTimer()
     saver = training.EpochCheckpoint(checkpoint)
     logs = os.path.join(out, "logs")
-    callbacks: list[keras.callbacks.Callback] = [timer]
+    callbacks = [timer, *callbacks]
     if args.chief:
         callbacks.append(keras.callbacks.TensorBoard(logs, write_graph=False, profile_batch=0))
         if make_images is not None:
@@ -539,18 +554,50 @@ def check_estimator(args, allowed: tuple[str, ...], why: str, error: Callable[[s
 # ==================================================================================================
 
 
+TEMPERATURE_SCHEDULES = ("fixed", "anneal", "learned")
+
+
+def add_vae_flags(p: ArgumentParser) -> None:
+    v = p.add_argument_group("vae")
+    v.add_argument(
+        "--temperature-schedule",
+        default="fixed",
+        choices=TEMPERATURE_SCHEDULES,
+        help="fixed: --temperature throughout; anneal: the Gumbel-Softmax paper's "
+        f"max({GS_ANNEALING['floor']}, τ0·exp(−{GS_ANNEALING['rate']:g}·step)) with τ0 = "
+        f"--temperature (default {GS_ANNEALING['initial']:g}); learned: log τ is trained, "
+        "starting at --temperature",
+    )
+    v.add_argument(
+        "--validation-split",
+        type=finite_float,
+        default=0.0,
+        help="hold out this fraction of the training set, in [0, 1): each epoch and the final "
+        "val_* metrics are scored on it (for choosing hyperparameters; test_* stay on the "
+        "test set); 0: none, epochs are scored on the test set",
+    )
+
+
 def resolve_vae(args: argparse.Namespace, error: Callable[[str], None]) -> None:
     check_latent_model_flags(args, error)
     binary = args.num_categories == 2
     allowed = tuple(n for n in ESTIMATORS if binary or n != "disarm")
     check_estimator(args, allowed, "disarm is for binary variables (--num-categories 2)", error)
+    if not 0 <= args.validation_split < 1:
+        error(f"--validation-split must be in [0, 1); got {args.validation_split}")
+    if args.temperature_schedule != "fixed" and args.estimator is not None:
+        error(
+            f"--temperature-schedule {args.temperature_schedule}: for the relaxed sample; an "
+            "--estimator's temperature is fixed"
+        )
     if args.continuous_dim < 0:
         error(f"--continuous-dim must be ≥ 0; got {args.continuous_dim}")
     if args.continuous_dim and args.estimator is not None:
         error(f"--continuous-dim {args.continuous_dim}: mixed latents take the relaxed --dist "
               f"sample, not --estimator {args.estimator}")  # fmt: skip
     if args.temperature is None:
-        args.temperature = VAE_TEMPERATURE[args.dist]
+        anneal = args.temperature_schedule == "anneal"
+        args.temperature = GS_ANNEALING["initial"] if anneal else VAE_TEMPERATURE[args.dist]
 
 
 def vae_images(model, data, args):
@@ -586,10 +633,13 @@ def vae_images(model, data, args):
 def run_vae(args: argparse.Namespace, out: str) -> dict[str, Any]:
     import keras
 
-    from igr_tf import training
+    from igr_tf import datasets, training
+    from igr_tf.layers import TemperatureSchedule, exponential_annealing
     from models.vae import DiscreteVAE
 
     data = load_data(args)
+    if args.validation_split > 0:
+        data = datasets.hold_out(data, args.validation_split)
     with args.strategy_obj.scope():
         model = DiscreteVAE(
             args.dist,
@@ -604,21 +654,40 @@ def run_vae(args: argparse.Namespace, out: str) -> dict[str, Any]:
             hard=args.hard,
             seed=args.seed,
             estimator=args.estimator,
+            trainable_temperature=args.temperature_schedule == "learned",
             continuous_dim=args.continuous_dim,
         )
         training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
-    info = fit(model, data, args, out, vae_images(model, data, args))
-    test = load_test(data, args)
-    elbo = model.evaluate(test, verbose=0, return_dict=True)
-    metrics = {"test_elbo": -elbo["loss"], "test_recon": elbo["recon"], "test_kl": elbo["kl"]}
-    if args.continuous_dim:
-        metrics["test_kl_continuous"] = elbo["kl_continuous"]
-    metrics.update(model.evaluate_loglik(test, args.eval_samples, seed=args.seed))
+    schedules = []
+    if args.temperature_schedule == "anneal":
+        anneal = exponential_annealing(
+            args.temperature, GS_ANNEALING["rate"], GS_ANNEALING["floor"]
+        )
+        schedules.append(TemperatureSchedule(anneal, per="step"))
+    info = fit(model, data, args, out, vae_images(model, data, args), callbacks=schedules)
+    metrics = vae_metrics(model, load_test(data, args), args, "test_")
+    if data.validation is not None:
+        val = datasets.pipeline(data.validation, args.batch_size, shuffle=False)
+        metrics.update(vae_metrics(model, val, args, "val_"))
     if args.num_vars == 1 and args.dataset == "mnist_sample" and not args.data_file:
         metrics["test_cluster_accuracy"] = vae_cluster_accuracy(model, args)
     metrics["temperature"] = args.temperature
+    if args.estimator is None:  # the τ at the end of training (annealed or learned)
+        metrics["final_temperature"] = float(model.latent.temperature)
     finish(model, args, out, metrics)
     return {"metrics": metrics, **info}
+
+
+def vae_metrics(model, dataset, args, prefix: str) -> dict[str, Any]:
+    """The relaxed ELBO and the importance-sampled log-likelihood (one-hot latents) on a
+    batched, unshuffled `dataset`, named `prefix` + metric."""
+    elbo = model.evaluate(dataset, verbose=0, return_dict=True)
+    metrics = {"elbo": -elbo["loss"], "recon": elbo["recon"], "kl": elbo["kl"]}
+    if "kl_continuous" in elbo:  # --continuous-dim > 0
+        metrics["kl_continuous"] = elbo["kl_continuous"]
+    loglik = model.evaluate_loglik(dataset, args.eval_samples, seed=args.seed)
+    metrics.update({k.removeprefix("test_"): v for k, v in loglik.items()})
+    return {prefix + k: v for k, v in metrics.items()}
 
 
 def vae_cluster_accuracy(model, args) -> float:
@@ -640,7 +709,7 @@ def load_test(data, args):
 
 register(
     "vae",
-    Task(help="discrete VAE", run=run_vae, resolve=resolve_vae),
+    Task(help="discrete VAE", run=run_vae, add_flags=add_vae_flags, resolve=resolve_vae),
 )
 
 
@@ -1171,6 +1240,129 @@ register(
         run=run_gumbolt,
         add_flags=add_gumbolt_flags,
         resolve=resolve_gumbolt,
+    ),
+)
+
+
+# ==================================================================================================
+# Task: dlgmm (deep latent Gaussian mixture: a VAE with a mixture prior; models/dlgmm.py)
+# ==================================================================================================
+
+#: dlgmm's K when --components is not given: IGR-SB's cap (adaptive truncation picks how many
+#: components a draw uses), and the fixed K of every other relaxation (the GS baseline's K = 10).
+DLGMM_COMPONENTS = {"igr_sb": 50}
+DLGMM_FIXED_COMPONENTS = 10
+
+
+def add_dlgmm_flags(p: ArgumentParser) -> None:
+    """dlgmm's own flags; it also reads --dist (default igr_sb, adaptive: --sb-threshold is the
+    stick mass to cover, 1 uses every stick), --temperature, --kl, --stl, --hard, --eval-samples."""
+    g = p.add_argument_group("dlgmm")
+    g.add_argument(
+        "--components",
+        type=int,
+        default=None,
+        help=f"mixture components K, ≥ 2 (igr_sb: the cap, default {DLGMM_COMPONENTS['igr_sb']}; "
+        f"otherwise default {DLGMM_FIXED_COMPONENTS})",
+    )
+    g.add_argument("--latent-dim", type=int, default=10, help="dimension D of the Gaussian z")
+    g.add_argument(
+        "--hidden-units",
+        default="256,128",
+        help="widths of the encoder's ReLU layers, comma-separated (the decoder mirrors them)",
+    )
+
+
+def _hidden_units(text: str) -> tuple[int, ...] | None:
+    try:
+        units = tuple(int(u) for u in text.split(",") if u.strip())
+    except ValueError:
+        return None
+    return units if units and all(u >= 1 for u in units) else None
+
+
+def resolve_dlgmm(args: argparse.Namespace, error: Callable[[str], None]) -> None:
+    check_latent_model_flags(args, error)
+    if args.estimator is not None:
+        error(f"--estimator {args.estimator}: dlgmm trains the relaxed --dist sample only")
+    if args.samples != 1:
+        error(f"--samples {args.samples}: dlgmm trains the one-sample ELBO (use --eval-samples)")
+    for name, default in (("temperature_schedule", "fixed"), ("validation_split", 0.0)):
+        if getattr(args, name, default) != default:
+            error(f"{_flag(name)}: vae only; dlgmm trains at a fixed --temperature on the "
+                  "whole training set")  # fmt: skip
+    if args.components is None:
+        args.components = DLGMM_COMPONENTS.get(args.dist, DLGMM_FIXED_COMPONENTS)
+    if args.components < 2:
+        error(f"--components must be ≥ 2; got {args.components}")
+    if args.latent_dim < 1:
+        error(f"--latent-dim must be ≥ 1; got {args.latent_dim}")
+    if _hidden_units(args.hidden_units) is None:
+        error(f"--hidden-units must be comma-separated integers ≥ 1; got {args.hidden_units!r}")
+    if args.temperature is None:
+        args.temperature = VAE_TEMPERATURE[args.dist]
+
+
+def dlgmm_images(model, data, args):
+    """`images(epoch)`: 8 test images, their reconstructions and 8 samples of the mixture prior."""
+    import tensorflow as tf
+
+    x = next(iter(data.test.batch(8)))
+
+    def images(epoch: int):
+        recon = tf.reshape(tf.sigmoid(model(x, training=False)[:, : x.shape[1] * x.shape[2]]),
+                           tf.shape(x))  # fmt: skip
+        gen = model.generate(x.shape[0], seed=(args.seed, epoch))
+        return tf.concat([x, recon, gen], 0)
+
+    return images
+
+
+def run_dlgmm(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    import keras
+
+    from igr_tf import training
+    from models.dlgmm import DeepLatentGaussianMixture
+
+    data = load_data(args)
+    options = relaxation_options(args)
+    if args.dist == "igr_sb":  # always adaptive here: the cap is not the number of components
+        options.update(adaptive=True, threshold=args.sb_threshold)
+    with args.strategy_obj.scope():
+        model = DeepLatentGaussianMixture(
+            args.dist,
+            args.components,
+            args.latent_dim,
+            args.temperature,
+            hidden_units=_hidden_units(args.hidden_units),
+            image_shape=data.image_shape,
+            likelihood=data.likelihood,
+            relaxation_options=options,
+            hard=args.hard,
+            seed=args.seed,
+        )
+        training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
+    info = fit(model, data, args, out, dlgmm_images(model, data, args))
+    test = load_test(data, args)
+    elbo = model.evaluate(test, verbose=0, return_dict=True)
+    metrics = {"test_elbo": -elbo["loss"], "test_recon": elbo["recon"],
+               "test_kl_z": elbo["kl_z"], "test_kl_c": elbo["kl_c"]}  # fmt: skip
+    metrics.update({f"test_{k}": elbo[k] for k in model.latent.metric_names})
+    loglik = model.evaluate_loglik(test, args.eval_samples, seed=args.seed)
+    mass = loglik.pop("component_mass")
+    metrics.update(loglik, temperature=args.temperature, num_components=args.components)
+    finish(model, args, out, {k: v for k, v in metrics.items() if not isinstance(v, str)})
+    return {"metrics": metrics, "component_mass": mass, **info}
+
+
+register(
+    "dlgmm",
+    Task(
+        help="deep latent Gaussian mixture (VAE with a mixture prior; IGR-SB: unbounded K)",
+        run=run_dlgmm,
+        add_flags=add_dlgmm_flags,
+        resolve=resolve_dlgmm,
+        defaults={"dist": "igr_sb"},
     ),
 )
 

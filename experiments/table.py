@@ -18,17 +18,21 @@ DEFAULT_METRICS = {
     "sop": ["test_nll"],
     "approx": ["final_loss", "total_variation"],
     "cbm": ["test_accuracy", "test_sparsity", "test_concept_accuracy", "encoder_test_accuracy"],
+    "dlgmm": ["test_elbo", "test_loglik", "components_used", "assignment_entropy"],
 }
 # Flags that identify an experiment (everything else, e.g. out or verbose, is bookkeeping).
 KEY_FLAGS = [
     "task",
     "mode",
     "dist",
+    "estimator",
+    "temperature_schedule",
     "dataset",
     "arch",
     "temperature",
     "num_vars",
     "num_categories",
+    "components",
     "samples",
     "kl",
     "target",

@@ -31,6 +31,7 @@ how many epochs this process has already iterated.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
     "DataError",
     "ImageData",
     "epoch_pipeline",
+    "hold_out",
     "load",
     "pipeline",
     "steps_per_epoch",
@@ -95,6 +97,8 @@ class ImageData:
         num_train: number of training images.
         num_test: number of test images.
         name: the data set's name (for a ``data_file``, the file name).
+        validation: images held out of the training set by :func:`hold_out` (for choosing
+            hyperparameters without the test set), or ``None``.
     """
 
     train: tf.data.Dataset
@@ -104,6 +108,7 @@ class ImageData:
     num_train: int
     num_test: int
     name: str
+    validation: tf.data.Dataset | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,6 +167,28 @@ def load(
     if name == "mnist_sample":
         return _load_mnist_sample()
     return _load_tfds(name, mode, data_dir, seed)
+
+
+def hold_out(data: ImageData, fraction: float) -> ImageData:
+    """Cuts a validation set from the end of the training set: the last ``round(fraction · n)``
+    training images (in the data set's fixed order, so every seed and every run of a grid holds
+    out the same images) become ``validation`` and are no longer trained on.
+
+    Raises:
+        ValueError: ``fraction`` outside (0, 1), or a split that leaves either part empty.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must be in (0, 1); got {fraction}")
+    held = round(fraction * data.num_train)
+    if not 1 <= held < data.num_train:
+        raise ValueError(
+            f"validation fraction {fraction} of {data.num_train} training images holds out "
+            f"{held}; it must leave at least one image in each part"
+        )
+    keep = data.num_train - held
+    return dataclasses.replace(
+        data, train=data.train.take(keep), validation=data.train.skip(keep), num_train=keep
+    )
 
 
 def pipeline(

@@ -24,7 +24,7 @@ from igr_tf._checks import check_positive, check_positive_int
 from igr_tf._seed_state import SavesSeedState
 from igr_tf.distributions import relaxations
 
-__all__ = ["DiscreteLatent", "TemperatureSchedule"]
+__all__ = ["DiscreteLatent", "TemperatureSchedule", "exponential_annealing"]
 
 
 def work_dtype(dtype) -> tf.DType:
@@ -269,19 +269,48 @@ class DiscreteLatent(SavesSeedState, keras.layers.Layer):
 
 
 class TemperatureSchedule(keras.callbacks.Callback):
-    """Sets the temperature of every `DiscreteLatent` in the model at the start of each epoch.
+    """Sets the temperature of every `DiscreteLatent` in the model from a schedule.
 
-    `schedule(epoch) -> τ`, e.g. `lambda e: max(0.1, np.exp(-1e-2 * e))` for annealing.
+    `schedule(t) -> τ`, where t is the epoch (`per="epoch"`, assigned at the start of each epoch)
+    or the global training step, the optimizer's `iterations` (`per="step"`, assigned before each
+    step), e.g. `exponential_annealing(**igr_tf.paper.GS_ANNEALING)`. Both are functions of
+    checkpointed state, so a resumed run sees the same temperatures as an uninterrupted one.
     """
 
-    def __init__(self, schedule: Callable[[int], float]) -> None:
+    def __init__(self, schedule: Callable[[int], float], per: str = "epoch") -> None:
         super().__init__()
+        if per not in ("epoch", "step"):
+            raise ValueError(f"`per` must be 'epoch' or 'step'; got {per!r}.")
         self.schedule = schedule
+        self.per = per
 
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        tau = float(self.schedule(epoch))
+    def _assign(self, t: int) -> None:
+        tau = float(self.schedule(t))
         for layer in _latent_layers(self.model):
             layer.set_temperature(tau)
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        if self.per == "epoch":
+            self._assign(epoch)
+
+    def on_train_batch_begin(self, batch: int, logs=None) -> None:
+        if self.per == "step":
+            self._assign(int(self.model.optimizer.iterations.numpy()))
+
+
+def exponential_annealing(
+    initial: float = 1.0, rate: float = 3e-5, floor: float = 0.5
+) -> Callable[[int], float]:
+    """The schedule t ↦ max(floor, initial · exp(−rate · t)) (Jang et al. 2017's annealing)."""
+    check_positive(initial, "initial")
+    check_positive(floor, "floor")
+    if not (np.isfinite(rate) and rate >= 0):
+        raise ValueError(f"`rate` must be finite and ≥ 0; got {rate}.")
+
+    def schedule(t: int) -> float:
+        return max(floor, initial * float(np.exp(-rate * t)))
+
+    return schedule
 
 
 def _latent_layers(model: keras.Model) -> list[DiscreteLatent]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "APPROX_TEMPERATURE",
     "CBM_TEMPERATURE",
+    "GS_ANNEALING",
     "GUMBOLT_TEMPERATURE",
     "SEEDS",
     "SOP_TEMPERATURE",
@@ -39,6 +40,12 @@ APPROX_TEMPERATURE: dict[str, float] = {
 
 #: Structured output prediction trains every relaxation at τ = 1.
 SOP_TEMPERATURE: float = 1.0
+
+#: The Gumbel-Softmax paper's temperature annealing (Jang, Gu & Poole 2017, §4; the constants of
+#: its VAE code): τ_t = max(floor, initial · exp(−rate · t)) of the global training step t. The
+#: code re-assigned τ every 1,000 steps; `igr_tf.layers.exponential_annealing` applies the formula
+#: at every step.
+GS_ANNEALING: dict[str, float] = {"initial": 1.0, "rate": 3e-5, "floor": 0.5}
 
 #: The temperature grid of the paper's VAE cross-validation.
 TEMPERATURE_GRID: tuple[float, ...] = (0.03, 0.07, 0.10, 0.15, 0.25, 0.50, 0.67)

@@ -295,9 +295,9 @@ class RunCheckpoint:
             raise CheckpointError(
                 f"{state_file}: not a TensorFlow checkpoint index (it names no checkpoint)"
             )
+        # TF has joined a relative name in the index onto `directory` already (joining it again
+        # doubled the path for a relative `directory`, e.g. train.py's default --out runs/...).
         path = state.model_checkpoint_path
-        if not os.path.isabs(path):
-            path = os.path.join(directory, path)
         if not os.path.isfile(path + ".index"):
             raise CheckpointError(f"{path}.index: missing (named by {state_file})")
         return path

@@ -108,7 +108,9 @@ class DiscreteVAE(keras.Model):
     Args:
       relaxation: registered name: "igr_i", "igr_sb", "igr_planar" or "gs".
       num_vars, num_categories: V and K.
-      temperature: τ of the relaxation (fixed; see `DiscreteLatent` for trainable/scheduled).
+      temperature: τ of the relaxation: fixed, the initial value of a learned τ
+        (`trainable_temperature`), or reassigned by `igr_tf.layers.TemperatureSchedule`.
+      trainable_temperature: learn log τ with the other weights (relaxed samples only).
       arch: "linear", "nonlinear", "relax" or "conv" (SPEC §5).
       image_shape: input shape `(H, W, C)`, pixels in [0, 1].
       likelihood: "bernoulli" (binary data) or "gaussian" (continuous data, as for FMNIST).
@@ -141,6 +143,7 @@ class DiscreteVAE(keras.Model):
         seed: int | None = None,
         estimator: str | None = None,
         estimator_options: dict[str, Any] | None = None,
+        trainable_temperature: bool = False,
         continuous_dim: int = 0,
         **kwargs,
     ) -> None:
@@ -172,12 +175,18 @@ class DiscreteVAE(keras.Model):
                 num_vars,
                 num_categories,
                 temperature,
+                trainable_temperature=trainable_temperature,
                 hard=hard,
                 relaxation_options=options,
                 seed=seed,
                 name="latent",
             )
         else:
+            if trainable_temperature:
+                raise ValueError(
+                    "trainable_temperature is for the relaxed sample; an estimator's temperature "
+                    "is its option (estimator_options['temperature'])."
+                )
             if self.num_samples > 1:
                 raise ValueError(
                     "num_samples > 1 is for the relaxed bound; with `estimator` the number of "
@@ -221,6 +230,7 @@ class DiscreteVAE(keras.Model):
             seed=seed,
             estimator=estimator,
             estimator_options=dict(estimator_options or {}),
+            trainable_temperature=bool(trainable_temperature),
             continuous_dim=self.continuous_dim,
         )
         kl_continuous = ("kl_continuous",) if self.continuous_dim else ()

@@ -26,6 +26,33 @@ def test_every_grid_names_an_existing_config_and_known_flags():
             assert set(run) <= flags, (path, set(run) - flags)
 
 
+def test_every_run_of_every_grid_passes_train_py_flag_checks(tmp_path):
+    """Each run's command line parses and passes train.py's checks (no TensorFlow: fast), so a
+    grid cannot fail hours in on a flag combination train.py refuses."""
+    import train
+
+    for path in sorted((ROOT / "experiments" / "grids").glob("*.json")):
+        _, spec = grid.load_grid(str(path))
+        for run in grid.expand(spec):
+            argv = grid.command(spec["config"], run, tmp_path / "out")[2:]
+            p = train.build_parser()
+            try:
+                train.check_args(p, train.parse_args(p, argv))
+            except SystemExit:
+                raise AssertionError(f"{path.name}: {' '.join(argv)}") from None
+
+
+def test_temperature_study_grid_is_the_paper_grid_plus_one_and_two_schedules():
+    from igr_tf import paper
+
+    _, spec = grid.load_grid("temperature_sample")
+    runs = grid.expand(spec)
+    fixed = sorted({r["temperature"] for r in runs if "temperature" in r})
+    assert fixed == sorted((*paper.TEMPERATURE_GRID, 1.0))
+    assert len(runs) == 4 * 3 * (len(fixed) + 2)
+    assert {r.get("temperature_schedule") for r in runs} == {None, "anneal", "learned"}
+
+
 def test_paper_vae_grid_is_the_spec_product():
     _, spec = grid.load_grid("vae_paper")
     assert len(grid.expand(spec)) == 4 * 7 * 3 * 2 * 5

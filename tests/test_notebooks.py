@@ -45,6 +45,8 @@ EXPECTED = (
     "07_gumbolt",
     "08_concept_bottleneck",
     "09_estimators",
+    "10_infinite_support",
+    "11_temperature_study",
 )
 
 
