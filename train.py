@@ -477,6 +477,13 @@ def add_latent_model_flags(p: ArgumentParser) -> None:
     v.add_argument("--num-vars", type=int, default=20, help="vae: categorical latent variables V")
     v.add_argument("--num-categories", type=int, default=10, help="vae: categories K per variable")
     v.add_argument(
+        "--continuous-dim",
+        type=int,
+        default=0,
+        help="vae: continuous Gaussian latents D next to the discrete ones (JointVAE-style); "
+        "with --num-vars 1 and mnist_sample, results add test_cluster_accuracy",
+    )
+    v.add_argument(
         "--samples",
         type=int,
         default=1,
@@ -583,6 +590,11 @@ def resolve_vae(args: argparse.Namespace, error: Callable[[str], None]) -> None:
             f"--temperature-schedule {args.temperature_schedule}: for the relaxed sample; an "
             "--estimator's temperature is fixed"
         )
+    if args.continuous_dim < 0:
+        error(f"--continuous-dim must be ≥ 0; got {args.continuous_dim}")
+    if args.continuous_dim and args.estimator is not None:
+        error(f"--continuous-dim {args.continuous_dim}: mixed latents take the relaxed --dist "
+              f"sample, not --estimator {args.estimator}")  # fmt: skip
     if args.temperature is None:
         anneal = args.temperature_schedule == "anneal"
         args.temperature = GS_ANNEALING["initial"] if anneal else VAE_TEMPERATURE[args.dist]
@@ -607,8 +619,12 @@ def vae_images(model, data, args):
 
     def images(epoch: int):
         recon = tf.sigmoid(model(x, training=False)[:, :pixels])
-        z = prior_sample(tf.constant([args.seed, epoch], tf.int32))
-        gen = tf.sigmoid(model.decoder(tf.cast(z, tf.float32))[:, :pixels])
+        seed = tf.constant([args.seed, epoch], tf.int32)
+        z = tf.cast(prior_sample(seed), tf.float32)
+        if args.continuous_dim:  # and the continuous latents from their prior N(0, I)
+            z_c = tf.random.stateless_normal([x.shape[0], args.continuous_dim], seed=seed[::-1])
+            z = model.decoder_inputs(z, z_c)
+        gen = tf.sigmoid(model.decoder(z)[:, :pixels])
         return tf.concat([x, tf.reshape(recon, tf.shape(x)), tf.reshape(gen, tf.shape(x))], 0)
 
     return images
@@ -639,6 +655,7 @@ def run_vae(args: argparse.Namespace, out: str) -> dict[str, Any]:
             seed=args.seed,
             estimator=args.estimator,
             trainable_temperature=args.temperature_schedule == "learned",
+            continuous_dim=args.continuous_dim,
         )
         training.compile_model(model, keras.optimizers.Adam(args.lr), jit_compile=not args.no_jit)
     schedules = []
@@ -652,6 +669,8 @@ def run_vae(args: argparse.Namespace, out: str) -> dict[str, Any]:
     if data.validation is not None:
         val = datasets.pipeline(data.validation, args.batch_size, shuffle=False)
         metrics.update(vae_metrics(model, val, args, "val_"))
+    if args.num_vars == 1 and args.dataset == "mnist_sample" and not args.data_file:
+        metrics["test_cluster_accuracy"] = vae_cluster_accuracy(model, args)
     metrics["temperature"] = args.temperature
     if args.estimator is None:  # the τ at the end of training (annealed or learned)
         metrics["final_temperature"] = float(model.latent.temperature)
@@ -664,9 +683,22 @@ def vae_metrics(model, dataset, args, prefix: str) -> dict[str, Any]:
     batched, unshuffled `dataset`, named `prefix` + metric."""
     elbo = model.evaluate(dataset, verbose=0, return_dict=True)
     metrics = {"elbo": -elbo["loss"], "recon": elbo["recon"], "kl": elbo["kl"]}
+    if "kl_continuous" in elbo:  # --continuous-dim > 0
+        metrics["kl_continuous"] = elbo["kl_continuous"]
     loglik = model.evaluate_loglik(dataset, args.eval_samples, seed=args.seed)
     metrics.update({k.removeprefix("test_"): v for k, v in loglik.items()})
     return {prefix + k: v for k, v in metrics.items()}
+
+
+def vae_cluster_accuracy(model, args) -> float:
+    """Unsupervised digit accuracy of the single discrete latent on mnist_sample's test split:
+    cluster argmax_c q(c | x), Hungarian-matched to the labels (`evaluation.cluster_accuracy`)."""
+    from igr_tf import evaluation
+    from models.cbm import load_labelled_mnist_sample
+
+    data = load_labelled_mnist_sample()
+    clusters = model.predict_clusters(data.x_test, args.batch_size, seed=args.seed)
+    return evaluation.cluster_accuracy(data.y_test, clusters)
 
 
 def load_test(data, args):

@@ -11,6 +11,11 @@ The bound holds for any proposal with full support, so where `q` is only a Monte
 (IGR-SB, IGR-Planar) it is still a valid bound, just a looser one. The original IGR code reported
 `mean_s[...]`-style `logmeanexp_s log p(x | d_s) - KL(q ‖ p)`, which is not a bound and can exceed
 `log p(x)`; `original_loglik` computes that quantity, under its own name, for comparison only.
+
+With a continuous latent z next to d (JointVAE-style mixed latents, `mixed_loglik_estimates`), the
+proposal is `q(d | x) N(z; μ(x), diag σ(x)²)` and the prior `p(d) N(z; 0, I)`: both densities enter
+the weight. `cluster_accuracy` scores a discrete latent as an unsupervised classifier (clusters
+matched one-to-one to labels by an exact assignment, the Hungarian algorithm).
 """
 
 from __future__ import annotations
@@ -18,13 +23,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = [
     "categorical_kl",
+    "cluster_accuracy",
     "importance_sampled_loglik",
     "log_mean_exp",
     "loglik_estimates",
+    "match_clusters",
+    "mixed_loglik_estimates",
     "original_loglik",
     "uniform_log_prior",
 ]
@@ -138,3 +147,150 @@ def original_loglik(
     return loglik_estimates(
         log_likelihood, q_log_probs, num_samples, prior_log_probs, seed, chunk_size
     )["loglik_original_formula"]
+
+
+# --- mixed continuous + discrete latents ----------------------------------------------------------
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def mixed_loglik_estimates(
+    log_likelihood: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    q_log_probs: tf.Tensor,
+    loc: tf.Tensor,
+    scale: tf.Tensor,
+    num_samples: int = 100,
+    prior_log_probs: tf.Tensor | None = None,
+    seed=(0, 0),
+    chunk_size: int = 100,
+) -> dict[str, tf.Tensor]:
+    """Importance-sampled bound for a model with one-hot latents d and Gaussian latents z.
+
+    ```none
+    log p(x) ≥ E[ log (1/S) Σ_s p(x | d_s, z_s) p(d_s) N(z_s; 0, I) / (q(d_s | x) N(z_s; μ, σ²)) ]
+    d_s ~ q(d | x) one-hot (as `loglik_estimates`),  z_s = μ + σ ε_s, ε_s ~ N(0, I), independent
+    ```
+
+    The d draws are those `loglik_estimates` makes with the same `seed` (z's noise comes from
+    `fold_in(seed, 1)`), so a decoder that ignores z gives the discrete-only bound up to the
+    Monte Carlo error of the z weights `N(z; 0, I) / N(z; μ, σ²)` (mean 1 under q).
+
+    Args:
+      log_likelihood: `(d [N, B, V, K], z [N, B, D]) -> log p(x | d, z)` `[N, B]`.
+      q_log_probs: `[B, V, K]`, the discrete proposal; loc, scale: `[B, D]`, the Gaussian one.
+      num_samples, prior_log_probs, seed, chunk_size: as for `importance_sampled_loglik`.
+
+    Returns {"loglik": the bound's estimate, "loglik_original_formula":
+    `logmeanexp_s log p(x | d_s, z_s) − KL_d − KL_z` (not a bound; for comparison)}, each `[B]`.
+    """
+    seed = tf.convert_to_tensor(seed, tf.int32)
+    d = _sample_one_hot(q_log_probs, num_samples, seed)
+    z_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    shape = tf.concat([[num_samples], tf.shape(loc)], 0)
+    eps = tf.random.stateless_normal(shape, seed=z_seed, dtype=loc.dtype)
+    z = loc + scale * eps  # [S, B, D]
+    log_lik = tf.concat(
+        [
+            log_likelihood(d[i : i + chunk_size], z[i : i + chunk_size])
+            for i in range(0, num_samples, chunk_size)
+        ],
+        0,
+    )
+    log_q = tf.reduce_sum(d * q_log_probs, axis=[-2, -1]) + tf.reduce_sum(
+        -0.5 * tf.square(eps) - tf.math.log(scale) - _HALF_LOG_2PI, -1
+    )
+    log_p = _log_prior(d, q_log_probs, prior_log_probs) + tf.reduce_sum(
+        -0.5 * tf.square(z) - _HALF_LOG_2PI, -1
+    )
+    if prior_log_probs is None:
+        k = q_log_probs.shape[-1]
+        prior_log_probs = tf.fill(tf.shape(q_log_probs), -tf.math.log(tf.cast(k, d.dtype)))
+    gaussian_kl = 0.5 * tf.reduce_sum(
+        tf.square(loc) + tf.square(scale) - 1.0 - 2.0 * tf.math.log(scale), -1
+    )
+    return {
+        "loglik": log_mean_exp(log_lik + log_p - log_q, axis=0),
+        "loglik_original_formula": log_mean_exp(log_lik, axis=0)
+        - categorical_kl(q_log_probs, prior_log_probs)
+        - gaussian_kl,
+    }
+
+
+# --- unsupervised classification accuracy ---------------------------------------------------------
+def _min_cost_assignment(cost: np.ndarray) -> np.ndarray:
+    """Exact minimum-cost perfect matching of a square cost matrix (the Hungarian algorithm with
+    row and column potentials, O(n³)): `col[i]` is the column given to row i."""
+    n = cost.shape[0]
+    u = np.zeros(n + 1)  # row potentials (1-based; index 0 is the virtual start)
+    v = np.zeros(n + 1)  # column potentials
+    owner = np.zeros(n + 1, dtype=np.int64)  # owner[j]: the row matched to column j (0: none)
+    way = np.zeros(n + 1, dtype=np.int64)
+    for row in range(1, n + 1):
+        owner[0] = row
+        j0 = 0
+        min_slack = np.full(n + 1, np.inf)
+        used = np.zeros(n + 1, dtype=bool)
+        while True:  # grow an alternating tree until it reaches a free column
+            used[j0] = True
+            i0 = owner[j0]
+            free = ~used[1:]
+            slack = cost[i0 - 1] - u[i0] - v[1:]
+            better = free & (slack < min_slack[1:])
+            min_slack[1:][better] = slack[better]
+            way[1:][better] = j0
+            candidates = np.where(free, min_slack[1:], np.inf)
+            j1 = int(np.argmin(candidates)) + 1
+            delta = candidates[j1 - 1]
+            u[owner[used]] += delta
+            v[used] -= delta
+            min_slack[~used] -= delta
+            j0 = j1
+            if owner[j0] == 0:
+                break
+        while j0:  # augment along the path
+            j1 = way[j0]
+            owner[j0] = owner[j1]
+            j0 = j1
+    col = np.empty(n, dtype=np.int64)
+    col[owner[1:] - 1] = np.arange(n)
+    return col
+
+
+def _check_labels(values, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"`{name}` must be a non-empty 1-D array; got shape {array.shape}.")
+    if not np.issubdtype(array.dtype, np.integer) or array.min() < 0:
+        raise ValueError(f"`{name}` must hold integers ≥ 0; got dtype {array.dtype}.")
+    return array.astype(np.int64)
+
+
+def match_clusters(labels, clusters) -> dict[int, int]:
+    """The one-to-one map cluster → label that maximizes the number of agreeing examples.
+
+    Exact (Hungarian algorithm on the confusion matrix, padded square with zero counts): every
+    cluster that holds an example gets at most one label and every label at most one cluster;
+    with more clusters than labels, some clusters get no label (absent from the map).
+    """
+    labels, clusters = _check_labels(labels, "labels"), _check_labels(clusters, "clusters")
+    if labels.shape != clusters.shape:
+        raise ValueError(
+            f"`labels` and `clusters` must have the same length; got {labels.size} and "
+            f"{clusters.size}."
+        )
+    n = int(max(labels.max(), clusters.max())) + 1
+    counts = np.zeros((n, n), dtype=np.int64)
+    np.add.at(counts, (clusters, labels), 1)
+    col = _min_cost_assignment((counts.max() - counts).astype(np.float64))
+    used_clusters, used_labels = set(clusters.tolist()), set(labels.tolist())
+    return {
+        int(c): int(col[c]) for c in range(n) if c in used_clusters and int(col[c]) in used_labels
+    }
+
+
+def cluster_accuracy(labels, clusters) -> float:
+    """Unsupervised classification accuracy: the fraction of examples whose cluster's matched
+    label (`match_clusters`, the best one-to-one map) is their label."""
+    mapping = match_clusters(labels, clusters)
+    labels, clusters = np.asarray(labels), np.asarray(clusters)
+    hits = sum(int(np.sum((clusters == c) & (labels == y))) for c, y in mapping.items())
+    return hits / labels.size

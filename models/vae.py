@@ -13,6 +13,14 @@ is an `igr_tf.estimators.EstimatorLatent`: the loss is `surrogate(d ↦ −log p
 exactly one-hot and KL the estimator's closed-form KL of its categorical to the uniform prior
 (`EstimatorLatent` documents the exceptions: VIMCO's importance-weighted bound, the Gaussian KL of
 st_igr_sb for K > 2 and st_igr_planar). The test log-likelihood uses the estimator's categorical.
+
+With `continuous_dim=D > 0` (JointVAE-style mixed latents, Dupont 2018) the encoder also outputs
+a diagonal Gaussian q(z | x) over D continuous latents with prior N(0, I) (`GaussianLatent`), the
+decoder reads `[z, ψ flattened]`, and the KL (and, for S > 1, the log-ratio) adds z's term:
+
+```none
+−ELBO = −log p(x | z, ψ) + KL(q(ψ | x) ‖ p(ψ)) + KL(N(μ, σ²) ‖ N(0, I))
+```
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import tensorflow as tf
 from igr_tf import evaluation
 from igr_tf.estimators import EstimatorLatent, option_names
 from igr_tf.layers import DiscreteLatent, work_dtype
+from models.gaussian_latent import GaussianLatent
 
 __all__ = ["ARCHITECTURES", "DiscreteVAE", "LIKELIHOODS"]
 
@@ -115,6 +124,8 @@ class DiscreteVAE(keras.Model):
         samples are exactly one-hot and `relaxation`, `relaxation_options` and `hard` are unused.
         The model's `temperature` is passed on to estimators that take one.
       estimator_options: further keyword options of `igr_tf.estimators.get`.
+      continuous_dim: D ≥ 0 continuous Gaussian latents next to the discrete ones (module
+        docstring); 0 (the default) is the purely discrete model. Not with `estimator`.
     """
 
     def __init__(
@@ -133,9 +144,20 @@ class DiscreteVAE(keras.Model):
         estimator: str | None = None,
         estimator_options: dict[str, Any] | None = None,
         trainable_temperature: bool = False,
+        continuous_dim: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(continuous_dim, bool) or not isinstance(continuous_dim, int | np.integer):
+            raise ValueError(f"`continuous_dim` must be an integer ≥ 0; got {continuous_dim!r}.")
+        if continuous_dim < 0:
+            raise ValueError(f"`continuous_dim` must be an integer ≥ 0; got {continuous_dim}.")
+        if continuous_dim and estimator is not None:
+            raise ValueError(
+                f"`continuous_dim` > 0 is for the relaxed latents; with `estimator` "
+                f"({estimator!r}) use continuous_dim=0."
+            )
+        self.continuous_dim = int(continuous_dim)
         self.arch = _choice(arch, ARCHITECTURES, "arch")
         self.likelihood = _choice(likelihood, LIKELIHOODS, "likelihood")
         self.image_shape = tuple(int(d) for d in image_shape)
@@ -177,11 +199,16 @@ class DiscreteVAE(keras.Model):
             self.latent = EstimatorLatent(
                 estimator, num_vars, num_categories, est_options, seed=seed, name="latent"
             )
+        self.continuous = (
+            GaussianLatent(self.continuous_dim, seed=seed, name="continuous")
+            if self.continuous_dim
+            else None
+        )
         encoder_body, decoder_body = ARCHITECTURES[self.arch]
         outputs_per_pixel, self._log_prob = LIKELIHOODS[self.likelihood]
         flat = [] if self.arch == "conv" else [keras.layers.Flatten()]
         self.encoder = keras.Sequential(
-            flat + encoder_body() + [keras.layers.Dense(self.latent.params_size)], name="encoder"
+            flat + encoder_body() + [keras.layers.Dense(self._encoder_outputs)], name="encoder"
         )
         self.decoder = keras.Sequential(
             [keras.layers.Flatten()]
@@ -204,10 +231,12 @@ class DiscreteVAE(keras.Model):
             estimator=estimator,
             estimator_options=dict(estimator_options or {}),
             trainable_temperature=bool(trainable_temperature),
+            continuous_dim=self.continuous_dim,
         )
+        kl_continuous = ("kl_continuous",) if self.continuous_dim else ()
         self.trackers = {
             name: keras.metrics.Mean(name=name)
-            for name in ("loss", "recon", "kl", *self.latent.metric_names)
+            for name in ("loss", "recon", "kl", *kl_continuous, *self.latent.metric_names)
         }
         # Build now: the input shape is known, so weights exist for checkpoints and saving.
         self.build((None, *self.image_shape))
@@ -215,28 +244,62 @@ class DiscreteVAE(keras.Model):
     def build(self, input_shape) -> None:
         self.encoder.build(input_shape)
         self.latent.build((None, self.latent.params_size))
-        self.decoder.build((None, self.latent.num_vars, self.latent.num_categories))
+        v, k = self.latent.num_vars, self.latent.num_categories
+        if self.continuous is None:
+            self.decoder.build((None, v, k))
+        else:
+            self.continuous.build((None, self.continuous.params_size))
+            self.decoder.build((None, self.continuous_dim + v * k))
         self.built = True
+
+    # --- mixed latents (continuous_dim > 0) -------------------------------------------------------
+    @property
+    def _encoder_outputs(self) -> int:
+        extra = 0 if self.continuous is None else self.continuous.params_size
+        return self.latent.params_size + extra
+
+    def _split(self, encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """Encoder outputs -> (discrete parameters, continuous parameters or None)."""
+        if self.continuous is None:
+            return encoded, None
+        p = self.latent.params_size
+        return encoded[..., :p], encoded[..., p:]
+
+    def decoder_inputs(self, latents: tf.Tensor, continuous: tf.Tensor | None = None) -> tf.Tensor:
+        """What the decoder reads: the discrete latents `[..., V, K]`, or with continuous_dim > 0
+        `[z, latents flattened]` `[..., D + V K]` (z `[..., D]` in the latents' dtype)."""
+        if self.continuous is None:
+            return latents
+        flat = tf.reshape(latents, tf.concat([tf.shape(latents)[:-2], [-1]], 0))
+        return tf.concat([tf.cast(continuous, flat.dtype), flat], -1)
 
     # --- pieces ---------------------------------------------------------------------------------
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())
 
-    def log_likelihood(self, x: tf.Tensor, latents: tf.Tensor) -> tf.Tensor:
-        """`log p(x | latents)` for images `[B, H, W, C]` and latents `[B, V, K]` -> `[B]`.
+    def log_likelihood(
+        self, x: tf.Tensor, latents: tf.Tensor, continuous: tf.Tensor | None = None
+    ) -> tf.Tensor:
+        """`log p(x | latents[, z])` for images `[B, H, W, C]`, latents `[B, V, K]` (and, with
+        continuous_dim > 0, z `[B, D]`) -> `[B]`.
 
         Computed in float32 (float64 for a float64 model) whatever the compute dtype, as Keras
         recommends for losses under mixed precision.
         """
-        out = self.decoder(latents)
+        out = self.decoder(self.decoder_inputs(latents, continuous))
         dtype = work_dtype(out.dtype)
         flat_x = tf.cast(tf.reshape(x, [tf.shape(x)[0], -1]), dtype)
         return self._log_prob(flat_x, tf.cast(out, dtype))
 
     def call(self, x, training=None):
         """Decoder outputs (logits of the pixel means) for a relaxed draw of the latents."""
-        return self.decoder(self.latent(self.encoder(x), training=training)["sample"])
+        params, continuous_params = self._split(self.encoder(x))
+        sample = self.latent(params, training=training)["sample"]
+        if self.continuous is None:
+            return self.decoder(sample)
+        z = self.continuous(continuous_params, training=training)["sample"]
+        return self.decoder(self.decoder_inputs(sample, z))
 
     def objective(self, x: tf.Tensor, training=None) -> dict[str, tf.Tensor]:
         """Loss terms per example: "loss" (−ELBO or −IW bound), "recon", "kl" and diagnostics."""
@@ -244,15 +307,24 @@ class DiscreteVAE(keras.Model):
         if isinstance(self.latent, EstimatorLatent):
             return self._estimator_objective(x, training)
         x_rep = tf.tile(x, [s] + [1] * (len(x.shape) - 1)) if s > 1 else x
-        out = self.latent(self.encoder(x_rep, training=training), training=training)
-        log_lik = self.log_likelihood(x_rep, out["sample"])
+        params, continuous_params = self._split(self.encoder(x_rep, training=training))
+        out = self.latent(params, training=training)
         terms = {k: out[k] for k in self.latent.metric_names}
-        terms["recon"] = -log_lik
-        terms["kl"] = out["kl"]
-        if s == 1:
-            terms["loss"] = -log_lik + out["kl"]
+        if self.continuous is None:
+            log_lik = self.log_likelihood(x_rep, out["sample"])
+            kl = out["kl"]
         else:
-            log_w = tf.reshape(log_lik - out["kl"], [s, -1])
+            c = self.continuous(continuous_params, training=training)
+            log_lik = self.log_likelihood(x_rep, out["sample"], c["sample"])
+            # S = 1: z's closed-form KL; S > 1: its one-sample log-ratio (as the discrete kl).
+            terms["kl_continuous"] = c["kl"] if s == 1 else c["log_ratio"]
+            kl = out["kl"] + tf.cast(terms["kl_continuous"], out["kl"].dtype)
+        terms["recon"] = -log_lik
+        terms["kl"] = kl
+        if s == 1:
+            terms["loss"] = -log_lik + kl
+        else:
+            log_w = tf.reshape(log_lik - kl, [s, -1])
             terms["loss"] = -evaluation.log_mean_exp(log_w, axis=0)
         return terms
 
@@ -260,14 +332,16 @@ class DiscreteVAE(keras.Model):
         params = self.encoder(x, training=training)
         return self.latent.loss_terms(params, self._sample_log_likelihoods(x))
 
-    def _sample_log_likelihoods(self, x: tf.Tensor) -> Callable[[tf.Tensor], tf.Tensor]:
-        """d `[N, B, V, K]` -> `log p(x | d_n)` `[N, B]` (the N samples decoded as one batch)."""
+    def _sample_log_likelihoods(self, x: tf.Tensor) -> Callable[..., tf.Tensor]:
+        """d `[N, B, V, K]` (and z `[N, B, D]`) -> `log p(x | d_n[, z_n])` `[N, B]` (the N
+        samples decoded as one batch)."""
 
-        def log_lik(d):
+        def log_lik(d, z=None):
             n = tf.shape(d)[0]
             flat_d = tf.reshape(d, tf.concat([[-1], tf.shape(d)[2:]], 0))
+            flat_z = None if z is None else tf.reshape(z, [-1, self.continuous_dim])
             x_rep = tf.tile(x, [n] + [1] * (len(x.shape) - 1))
-            return tf.reshape(self.log_likelihood(x_rep, flat_d), [n, -1])
+            return tf.reshape(self.log_likelihood(x_rep, flat_d, flat_z), [n, -1])
 
         return log_lik
 
@@ -297,6 +371,8 @@ class DiscreteVAE(keras.Model):
 
         Latents are one-hot draws from the categorical the encoder induces (exact for igr_i and
         gs; a Monte Carlo estimate for igr_sb and igr_planar, which keeps the bound valid).
+        With continuous_dim > 0 the proposal is that categorical times the encoder's Gaussian
+        q(z | x) and the prior p(d) N(z; 0, I) (`evaluation.mixed_loglik_estimates`).
         Deterministic given the weights, `x` and the stateless `seed` (shape [2] ints).
         """
         seed = tf.convert_to_tensor(seed, tf.int32)
@@ -305,12 +381,22 @@ class DiscreteVAE(keras.Model):
         # on the latent layer's SeedGenerator, whose state moves with every call and is not
         # saved by `model.save`.
         proposal_seed, sample_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        q_log_probs = self.latent.categorical_log_probs(
-            self.encoder(x, training=False), seed=proposal_seed
-        )
+        params, continuous_params = self._split(self.encoder(x, training=False))
+        q_log_probs = self.latent.categorical_log_probs(params, seed=proposal_seed)
         prior_log_probs = self.latent.prior_categorical_log_probs(q_log_probs.dtype)
 
         log_lik = self._sample_log_likelihoods(x)
+        if self.continuous is not None:
+            loc, scale = self.continuous.loc_scale(continuous_params)
+            return evaluation.mixed_loglik_estimates(
+                log_lik,
+                q_log_probs,
+                tf.cast(loc, q_log_probs.dtype),
+                tf.cast(scale, q_log_probs.dtype),
+                num_samples,
+                prior_log_probs=prior_log_probs,
+                seed=sample_seed,
+            )
         # One set of decoded latents serves both estimates (decoding is the expensive part).
         return evaluation.loglik_estimates(
             log_lik, q_log_probs, num_samples, prior_log_probs=prior_log_probs, seed=sample_seed
@@ -339,6 +425,26 @@ class DiscreteVAE(keras.Model):
         )
         result["test_loglik_proposal"] = "exact" if exact else "monte_carlo"
         return result
+
+    def cluster_log_probs(self, x: tf.Tensor, seed=(0, 0)) -> tf.Tensor:
+        """`log q(c | x)` `[B, K]` of the single discrete variable (num_vars = 1): the categorical
+        the encoder induces (exact for igr_i and gs, a Monte Carlo estimate otherwise)."""
+        if self.latent.num_vars != 1:
+            raise ValueError(f"clusters need num_vars=1; this model has {self.latent.num_vars}.")
+        params, _ = self._split(self.encoder(x, training=False))
+        seed = tf.convert_to_tensor(seed, tf.int32)
+        return self.latent.categorical_log_probs(params, seed=seed)[:, 0, :]
+
+    def predict_clusters(self, images: np.ndarray, batch_size: int = 100, seed: int = 0):
+        """Predicted cluster `argmax_c q(c | x)` of each image (num_vars = 1), `[N]` int64."""
+        step = tf.function(lambda x, s: tf.argmax(self.cluster_log_probs(x, s), -1),
+                           autograph=False)  # fmt: skip
+        return np.concatenate(
+            [
+                step(images[i : i + batch_size], tf.constant([seed, i], tf.int32)).numpy()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
 
     def get_config(self) -> dict[str, Any]:
         return dict(super().get_config(), **self._config)
