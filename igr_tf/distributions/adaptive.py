@@ -97,7 +97,8 @@ def _elementwise_bijector(x) -> tfb.Bijector | None:
     (scalar parameters, `forward_min_event_ndims == 0`), else None."""
     if not isinstance(x, tfp.util.DeferredTensor):
         return None
-    bijector = getattr(x.transform_fn, "__self__", None)
+    fn = x.transform_fn  # the bijector itself, or a bound method of one
+    bijector = fn if isinstance(fn, tfb.Bijector) else getattr(fn, "__self__", None)
     if not isinstance(bijector, tfb.Bijector) or bijector.forward_min_event_ndims != 0:
         return None
     return bijector if bijector.experimental_batch_shape().rank == 0 else None
@@ -387,26 +388,42 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
             return value
         return tf.math.log(value)
 
+    def _live(self, value: tf.Tensor) -> tf.Tensor:
+        """Whether entries of a value are inside the cut (finite log ψ, nonzero ψ)."""
+        return value > (-np.inf if self._log_space else 0.0)
+
+    def _by_bucket(self, value, fn: Callable[[int, tf.Tensor, tf.Tensor], tf.Tensor]):
+        """`fn(j, y, n)` in the smallest bucket `sizes[j]` holding every cut of `value`: `y` is
+        log ψ on the first `sizes[j] + 1` categories (all the live ones), `n` the sticks used.
+
+        The bucket is read at its edges only: `n ≤ w` iff category `w + 2` is cut (the live
+        categories are the first `n + 1`), so choosing it costs one `[...]` slice per bucket and
+        the branch then reads `w + 1` categories, not K. One bucket: `fn(0, log ψ, n)`.
+        """
+        value = tf.convert_to_tensor(value, dtype=self.dtype)
+        sizes = self.buckets
+
+        def branch(j: int) -> tf.Tensor:
+            head = value if len(sizes) <= 1 else value[..., : sizes[j] + 1]
+            y = self._log_values(head)
+            return fn(j, y, self._num_sticks_of_log(y))
+
+        if len(sizes) <= 1:
+            return branch(0)
+        beyond = [
+            tf.cast(tf.reduce_any(self._live(value[..., w + 1])), tf.int32) for w in sizes[:-1]
+        ]
+        return tf.switch_case(tf.add_n(beyond), [lambda j=j: branch(j) for j in range(len(sizes))])
+
     def num_sticks(self, value) -> tf.Tensor:
         """Sticks used `n` (int32, `[...]`) by a value of this distribution: the cut is after
         the last live (finite in log space, nonzero in ψ space) entry minus one."""
-        return self._num_sticks_of_log(self._log_values(value))
+        return self._by_bucket(value, lambda j, y, n: n)
 
     def _num_sticks_of_log(self, y: tf.Tensor) -> tf.Tensor:
         pos = self._positions(y)
         last_live = tf.reduce_max(tf.where(y > -np.inf, pos, tf.zeros_like(pos)), axis=-1)
         return tf.maximum(last_live - 1, 1)
-
-    def _in_bucket(self, n: tf.Tensor, fn: Callable[[int], tf.Tensor]) -> tf.Tensor:
-        """`fn(j)` for the smallest bucket `sizes[j]` holding every `n` (one static branch per
-        bucket; with a single bucket, `fn(0)`)."""
-        sizes = self.buckets
-        if len(sizes) <= 1:
-            return fn(0)
-        index = tf.reduce_sum(
-            tf.cast(tf.reduce_max(n) > tf.constant(sizes[:-1], n.dtype), tf.int32)
-        )
-        return tf.switch_case(index, [lambda j=j: fn(j) for j in range(len(sizes))])
 
     def _normals(self, sizes: tuple[int, ...]) -> Callable[[int], tfd.Distribution]:
         """`normal(j)`: the noise of the first `sizes[j]` sticks, `N(loc, scale)` on them (the
@@ -418,17 +435,9 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
 
     # --- densities -------------------------------------------------------------------------------
     def _log_prob(self, value):
-        y = self._log_values(value)
-        n = self._num_sticks_of_log(y)
-        sizes = self.buckets
-        normal = self._normals(sizes)
-        cap = ps.shape(y)[-1] - 1
-
-        def face(j: int) -> tf.Tensor:
-            w = sizes[j] if len(sizes) > 1 else None  # one bucket: all of y
-            return self._face_log_prob(y if w is None else y[..., : w + 1], n, normal(j), cap)
-
-        return self._in_bucket(n, face)
+        normal = self._normals(self.buckets)
+        cap = ps.shape(value)[-1] - 1
+        return self._by_bucket(value, lambda j, y, n: self._face_log_prob(y, n, normal(j), cap))
 
     def _face_log_prob(
         self, y: tf.Tensor, n: tf.Tensor, normal: tfd.Distribution, cap
@@ -479,12 +488,11 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         An unbiased, Rao-Blackwellised estimate of `KL(self ‖ other)` for `value ~ self` (see
         the module docstring); `other` must cut the stick with the same rule.
         """
-        n = self.num_sticks(value)
         mine, theirs = self._normals(self.buckets), other._normals(self.buckets)
 
-        def kl(j: int) -> tf.Tensor:
+        def kl(j: int, y: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
             per_stick = tfd.kl_divergence(mine(j), theirs(j))
             used = self._positions(per_stick) <= n[..., tf.newaxis]
             return tf.reduce_sum(tf.where(used, per_stick, tf.zeros_like(per_stick)), axis=-1)
 
-        return self._in_bucket(n, kl)
+        return self._by_bucket(value, kl)

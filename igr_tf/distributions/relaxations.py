@@ -378,6 +378,10 @@ class IGRStickBreaking(_IGR):
 
     name = "igr_sb"
     metric_names: ClassVar[tuple[str, ...]] = ("N",)
+    #: Static buckets of the adaptive truncation (None: the default ones, see
+    #: `AdaptiveIGRStickBreaking`; `()`: the masked route). Private: the benchmark and the law
+    #: tests set it on an instance to compare the routes; buckets never change the law.
+    _buckets: tuple[int, ...] | None = None
 
     def __init__(
         self,
@@ -427,7 +431,13 @@ class IGRStickBreaking(_IGR):
         log_space = isinstance(_outer(bijector), LogSoftmaxPlusPlus)
         tau = _outer(bijector).temperature
         return AdaptiveIGRStickBreaking(
-            loc, scale, tau, self.threshold, log_space, validate_args=self.validate_args
+            loc,
+            scale,
+            tau,
+            self.threshold,
+            log_space,
+            validate_args=self.validate_args,
+            buckets=self._buckets,
         )
 
     def _stick_the_landing(self, q):
