@@ -23,6 +23,7 @@ their values, so here the prior is N(0, 1) per stick for every K_max (the encode
 random too): the timings hold, the KL values mean nothing.
 
     python benchmarks/sb_cap.py [--quick] [--rounds R] [--calls C] [--threads T]
+                                [--caps 10,100,1000,10000] [--no-xla]
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ THRESHOLD = 0.99
 BATCH, NUM_VARS = 100, 20
 QUICK_BATCH, QUICK_VARS = 4, 2
 MEMORY_CALLS = 3
+#: Set from the command line (--caps, --no-xla) before `run`.
+_SELECTED = {"caps": None, "xla": True}
 
 
 def make_layer(k_max: int, route: str, batch: int = BATCH, num_vars: int = NUM_VARS):
@@ -133,14 +136,15 @@ def _loadavg() -> str:
 def run(quick: bool = False, rounds: int | None = None, calls: int | None = None) -> str:
     rounds = rounds or (1 if quick else 7)
     calls = calls or (2 if quick else 3)
-    caps = QUICK_CAPS if quick else CAPS
+    caps = _SELECTED["caps"] or (QUICK_CAPS if quick else CAPS)
+    xla = _SELECTED["xla"] and not quick
     batch, num_vars = (QUICK_BATCH, QUICK_VARS) if quick else (BATCH, NUM_VARS)
     loadavg_start = _loadavg()
     contenders = [(k, route) for k in caps for route in ROUTES]
     layers = {c: make_layer(*c, batch=batch, num_vars=num_vars) for c in contenders}
     reference = (caps[0], "bucketed")
     results = {}
-    for jit in (False,) if quick else (False, True):
+    for jit in (False, True) if xla else (False,):
         steps = {c: make_step(*layers[c], jit) for c in contenders}
         times = _common.interleaved_times(steps, rounds=rounds, calls_per_round=calls)
         results[jit] = _common.ratio_stats(times["cpu"], reference)
@@ -156,7 +160,7 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
         "max RSS MiB",
         "step peak MiB",
     ]
-    if not quick:
+    if xla:
         header += ["CPU ms/step (XLA)", f"CPU ratio to K_max={caps[0]} (XLA) [IQR]"]
     rows = []
     for c in contenders:
@@ -170,9 +174,9 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
             _common.fmt_ratio(cpu),
             *rss,
         ]
-        if not quick:
-            xla = results[True][c]
-            row += [f"{xla['us'] / 1e3:.2f}", _common.fmt_ratio(xla)]
+        if xla:
+            compiled = results[True][c]
+            row += [f"{compiled['us'] / 1e3:.2f}", _common.fmt_ratio(compiled)]
         rows.append(row)
     description = (
         f"IGR-SB adaptive (threshold {THRESHOLD}), sample + KL + gradient step, V={num_vars}, "
@@ -191,6 +195,14 @@ def main(argv=None) -> str | None:
         k_max, route, batch, num_vars = argv[1:5]
         memory_child(int(k_max), route, int(batch), int(num_vars), threads=1)
         return None
+    _SELECTED.update(caps=None, xla=True)
+    if "--no-xla" in argv:
+        argv.remove("--no-xla")
+        _SELECTED["xla"] = False
+    if "--caps" in argv:
+        i = argv.index("--caps")
+        _SELECTED["caps"] = tuple(int(k) for k in argv[i + 1].split(","))
+        del argv[i : i + 2]
     return _common.main(run, __doc__, argv)
 
 

@@ -45,8 +45,9 @@ This is the full draw's law exactly: the blocks are independent Gaussians, wheth
 drawn depends only on blocks 0..j, and y depends on z only through `z_{1..n}` with `n ≤ w_j`; so
 y equals the masked computation on `z = [drawn blocks, fresh noise for the rest]`, which is a
 `N(loc, scale)` draw. (`log_sample_from_noise(z)` runs the same buckets on slices of a given z.)
-`log_prob` and `kl_given_truncation` work on the smallest bucket holding the value's largest n
-(one `tf.switch_case`). Only the output's padding and the reading of a value are O(K).
+`log_prob`, `kl_given_truncation` and `num_sticks` work on the smallest bucket holding the value's
+largest n (one `tf.switch_case`), read at the bucket edges (`n ≤ w` iff category w + 2 is cut).
+Only the output itself (its `-inf` padding, and ψ = exp y in ψ space) is O(K).
 """
 
 from __future__ import annotations
@@ -65,7 +66,6 @@ from tensorflow_probability.python.internal import (
 )
 from tensorflow_probability.python.internal import prefer_static as ps
 
-from igr_tf._ops import cumsum_last
 from igr_tf.bijectors import LogitStickBreaking
 from igr_tf.distributions import philox
 from igr_tf.distributions.igr import gaussian_base
@@ -304,42 +304,44 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         self, noise_block: Callable[[int], tf.Tensor], sizes: tuple[int, ...]
     ) -> tf.Tensor:
         """`y` `[..., K]` drawing noise block by block: `noise_block(j)` is z for block j, the
-        sticks `sizes[j-1]+1..sizes[j]`; block j is drawn only if block j-1 was and a variable
-        is still uncovered after it.
+        sticks `sizes[j-1]+1..sizes[j]` (deterministic: a stateless draw or a slice); block j is
+        used only if block j-1 was and a variable is still uncovered after it.
 
-        One flat `tf.cond` per block, then one `tf.switch_case` on the number drawn (nested
-        conds would break the gradient of custom-gradient ops inside them, e.g. TFP's
-        Softplus bijector of a deferred scale: a cond_v2 limitation).
+        One flat `tf.cond` per block carries only the stick left, `[..., 1]`, to the next
+        decision (nested conds would break the gradient of custom-gradient ops inside them, e.g.
+        TFP's Softplus bijector of a deferred scale: a cond_v2 limitation); then one
+        `tf.switch_case` on the number of blocks used computes the sample on them, drawing the
+        blocks after the first again (the same values: `noise_block` is deterministic). Carrying
+        the blocks themselves out of the conds would make the skipping branch fill placeholders
+        as wide as the blocks it skips: O(K) work for a batch that needs the first bucket only.
         """
         limit = math.log1p(-self._threshold)
-        widths = _widths(sizes)
         z0 = noise_block(0)
-        zs, rests = [z0], [LogitStickBreaking.log_remainders(z0)]
-        drawn = []
+        rest0 = LogitStickBreaking.log_remainders(z0)
+        left = rest0[..., -1:]
         need = None
+        used = []
         for j in range(1, len(sizes)):
-            uncovered = tf.reduce_any(rests[-1][..., -1] > limit)
+            uncovered = tf.reduce_any(left > limit)
             need = uncovered if need is None else need & uncovered
+            used.append(tf.cast(need, tf.int32))
+            if j + 1 < len(sizes):  # the stick left after block j decides on block j + 1
 
-            def draw(j=j, left=rests[-1][..., -1:]):
-                block = noise_block(j)
-                return block, left - cumsum_last(tf.math.softplus(block))
+                def extend(j=j, left=left):
+                    broken = tf.math.softplus(noise_block(j))
+                    return left - tf.reduce_sum(broken, axis=-1, keepdims=True)
 
-            def skip(j=j):  # a placeholder the branches below never read
-                zeros = tf.zeros(ps.concat([ps.shape(z0)[:-1], [widths[j]]], 0), z0.dtype)
-                return zeros, zeros
-
-            z_j, rest_j = tf.cond(need, draw, skip)
-            zs.append(z_j)
-            rests.append(rest_j)
-            drawn.append(tf.cast(need, tf.int32))
+                left = tf.cond(need, extend, lambda left=left: tf.identity(left))
 
         def finish(j: int) -> tf.Tensor:
-            z = zs[0] if j == 0 else tf.concat(zs[: j + 1], axis=-1)
-            log_rest = rests[0] if j == 0 else tf.concat(rests[: j + 1], axis=-1)
+            if j == 0:
+                z, log_rest = z0, rest0
+            else:
+                z = tf.concat([z0, *(noise_block(i) for i in range(1, j + 1))], axis=-1)
+                log_rest = LogitStickBreaking.log_remainders(z)
             return self._pad(self._log_sample(z, log_rest), sizes[-1] + 1)
 
-        return tf.switch_case(tf.add_n(drawn), [lambda j=j: finish(j) for j in range(len(sizes))])
+        return tf.switch_case(tf.add_n(used), [lambda j=j: finish(j) for j in range(len(sizes))])
 
     def log_sample_from_noise(self, z) -> tf.Tensor:
         """`y = log ψ` `[..., K]` for base noise `z` `[..., K-1]` (see the module docstring).
