@@ -178,21 +178,33 @@ def test_compiles_with_xla_and_gradients_are_finite_at_the_extremes():
 
 
 def test_relaxation_draw_kl_is_the_masked_kl_of_its_sample():
-    """Through the registry (deferred softplus scale, the fitted prior): the draw's KL is the
-    masked route's Rao-Blackwellised KL of the same sample, and N its sticks."""
+    """Through the registry (deferred softplus scale, the fitted prior), traced and with
+    gradients: the draw's KL is the masked route's Rao-Blackwellised KL of the same sample, N its
+    sticks, and the gradient of the KL the masked one's."""
     r = relaxations.get("igr_sb", 40, adaptive=True, threshold=0.99)
-    params_ = tf.constant(np.random.default_rng(6).normal(-1.0, 1.0, [5, 3, r.num_params]))
-    draw = r.draw(params_, 0.3, seed=(5, 1))
+    r._buckets = (4, 16)  # three buckets: (4, 16, 39)
     r_masked = relaxations.get("igr_sb", 40, adaptive=True, threshold=0.99)
     r_masked._buckets = ()
-    q, p = r_masked.distributions(params_, 0.3)
-    assert q.buckets == (39,) and r.distributions(params_, 0.3)[0].buckets == (16, 39)
-    n = q.num_sticks(draw.log_sample)
-    assert n.numpy().max() > 1
-    np.testing.assert_array_equal(draw.metrics["N"], tf.cast(n, tf.float64))
-    np.testing.assert_allclose(draw.kl, q.kl_given_truncation(p, draw.log_sample), rtol=1e-12)
+    params_ = tf.Variable(np.random.default_rng(6).normal(-1.0, 1.0, [5, 3, r.num_params]))
+
+    @tf.function
+    def step():
+        with tf.GradientTape(persistent=True) as tape:
+            draw = r.draw(params_, 0.3, seed=(5, 1))
+            q, p = r_masked.distributions(params_, 0.3)
+            kl_masked = q.kl_given_truncation(p, draw.log_sample)
+            totals = [tf.reduce_sum(draw.kl), tf.reduce_sum(kl_masked)]
+        grads = [tape.gradient(total, params_) for total in totals]
+        return draw.log_sample, draw.kl, draw.metrics["N"], kl_masked, grads
+
+    y, kl, sticks, kl_masked, (g, g_masked) = step()
+    q, _ = r_masked.distributions(params_, 0.3)
+    assert q.buckets == (39,) and r.distributions(params_, 0.3)[0].buckets == (4, 16, 39)
+    n = q.num_sticks(y).numpy()
+    assert n.max() > 16  # the batch needed the cap
+    np.testing.assert_array_equal(sticks, n)
+    np.testing.assert_allclose(kl, kl_masked, rtol=1e-12)
+    np.testing.assert_allclose(g, g_masked, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(
-        r.distributions(params_, 0.3)[0].log_prob(draw.log_sample),
-        q.log_prob(draw.log_sample),
-        rtol=1e-12,
+        r.distributions(params_, 0.3)[0].log_prob(y), q.log_prob(y), rtol=1e-12
     )

@@ -122,7 +122,9 @@ class _Sticks:
         self._pieces = [raw] if self._whole else tf.split(raw, _widths(sizes), axis=-1)
 
     def _map(self, t: tf.Tensor) -> tf.Tensor:
-        return t if self._bijector is None else self._bijector.forward(t)
+        # A fresh tensor per call: the bijector caches forward() by input, and a cached output
+        # made inside one branch cannot be read from another.
+        return t if self._bijector is None else self._bijector.forward(tf.identity(t))
 
     def block(self, j: int) -> tf.Tensor:
         """The sticks of block j."""
