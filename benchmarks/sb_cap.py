@@ -9,8 +9,9 @@ K_max = 10, the peak memory, and the mean number of sticks used N, for two route
 - "masked" (the route before buckets, kept for this comparison through the relaxation's private
   `_buckets = ()`): all K_max - 1 sticks are computed and those beyond the cut masked.
 
-Peak memory is the process's maximum resident set size (`resource.getrusage(RUSAGE_SELF)
-.ru_maxrss`), measured in a fresh subprocess per (K_max, route): "max RSS" is the whole process
+Peak memory is the process's maximum resident set size (`VmHWM` in /proc/self/status; not
+`getrusage(...).ru_maxrss`, which on Linux keeps the parent's peak across `execve`), measured in a
+fresh subprocess per (K_max, route): "max RSS" is the whole process
 (Python, TensorFlow, the variables), "step peak" the growth of that maximum over the steps (3
 calls), above its value once the step is built and traced. TensorFlow's own allocator counter
 (`tf.config.experimental.get_memory_info`) has no CPU support, and tracemalloc does not see
@@ -99,9 +100,16 @@ def mean_sticks(layer, params, draws: int) -> float:
 
 
 def _max_rss_bytes() -> int:
-    import resource
+    """Peak resident set size of this process's memory (`VmHWM`, /proc/self/status).
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    Not `getrusage(RUSAGE_SELF).ru_maxrss`: on Linux that maximum survives `execve`, so a child
+    started from the (large) benchmark process would report the parent's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def memory_child(k_max: int, route: str, batch: int, num_vars: int, threads: int) -> None:
@@ -183,7 +191,7 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
         f"batch {batch}, float32, N(0, 1) prior per stick (see the docstring); {rounds} "
         f"interleaved rounds × {calls} calls; CPU time of the process; ratios are medians of "
         f"per-round ratios [25th, 75th percentile] to the bucketed K_max={caps[0]} step; memory "
-        f"from getrusage max RSS in a fresh subprocess per row, without XLA.\n"
+        f"from the peak RSS (VmHWM) of a fresh subprocess per row, without XLA.\n"
         f"/proc/loadavg at the start: {loadavg_start}; at the end: {_loadavg()}."
     )
     return _common.report(description, header, rows)
