@@ -1,36 +1,53 @@
 """IGR-SB with adaptive truncation (threshold 0.99): cost as the static cap K_max grows.
 
-For K_max in {10, 100, 1000}: time of one sample + KL + gradient step (as in relaxations.py:
-V = 20, batch 100, float32, DiscreteLatent in a tf.function; interleaved rounds), its ratio to
-K_max = 10, the peak memory the step allocates, and the mean number of sticks used N.
+For K_max in {10, 100, 1000, 10000}: CPU time of one sample + KL + gradient step (V = 20,
+batch 100, float32, DiscreteLatent in a tf.function; interleaved rounds, medians), its ratio to
+K_max = 10, the peak memory, and the mean number of sticks used N, for two routes of the same law:
 
-Memory is TensorFlow's own CPU allocator count, `tf.config.experimental.get_memory_info("CPU:0")`:
-the peak over the timed non-XLA steps (reset just before) minus what was allocated before them.
-It counts tensors TF allocates (inputs, intermediates, gradients), not Python or XLA buffers, and,
-with oneDNN on (TF's default on x86), not the small allocations its allocator serves from a pool
-(about 256 KiB and less, measured: at K_max = 10 every tensor of the step is 80 KB and the count
-stays 0). Those rows say "not counted"; one [100, 20, K_max] float32 tensor is listed as a unit.
+- "bucketed" (the default): the sticks are drawn in static buckets (16, 64, 256, ..., K_max - 1)
+  chosen per batch, so the work follows the sticks used;
+- "masked" (the route before buckets, kept for this comparison through the relaxation's private
+  `_buckets = ()`): all K_max - 1 sticks are computed and those beyond the cut masked.
 
-The closed-form KL needs the prior's per-stick locations, which `fit_stick_breaking_prior` fits by
-quadrature: ~1 s for K = 10, ~50 s for K = 50 on this machine, far longer for 1000. The step's cost
-does not depend on their values, so here the prior is N(0, 1) per stick for every K_max (the
-encoder outputs are random too): the timings hold, the KL values mean nothing.
+Peak memory is the process's maximum resident set size (`VmHWM` in /proc/self/status; not
+`getrusage(...).ru_maxrss`, which on Linux keeps the parent's peak across `execve`), measured in a
+fresh subprocess per (K_max, route): "max RSS" is the whole process
+(Python, TensorFlow, the variables), "step peak" the growth of that maximum over the steps (3
+calls), above its value once the step is built and traced. TensorFlow's own allocator counter
+(`tf.config.experimental.get_memory_info`) has no CPU support, and tracemalloc does not see
+TensorFlow's buffers. The step's outputs and gradients are O(K_max) by construction (the encoder
+outputs 2(K_max - 1) numbers per variable), so the step peak keeps a K_max term on both routes.
+
+The closed-form KL needs the prior's per-stick locations, fitted by quadrature when the
+relaxation is built (far too slow for K in the thousands here). The step's cost does not depend on
+their values, so here the prior is N(0, 1) per stick for every K_max (the encoder outputs are
+random too): the timings hold, the KL values mean nothing.
 
     python benchmarks/sb_cap.py [--quick] [--rounds R] [--calls C] [--threads T]
+                                [--caps 10,100,1000,10000] [--no-xla]
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import _common
 
-CAPS = (10, 100, 1000)
+CAPS = (10, 100, 1000, 10000)
+QUICK_CAPS = (10, 100, 1000)
+ROUTES = {"bucketed": None, "masked": ()}
 THRESHOLD = 0.99
+BATCH, NUM_VARS = 100, 20
+QUICK_BATCH, QUICK_VARS = 4, 2
+MEMORY_CALLS = 3
+#: Set from the command line (--caps, --no-xla) before `run`.
+_SELECTED = {"caps": None, "xla": True}
 
 
-def make_layer(k_max: int, batch=100, num_vars=20):
-    """A built DiscreteLatent("igr_sb", adaptive) with a N(0, 1) prior, and its params variable."""
+def make_layer(k_max: int, route: str, batch: int = BATCH, num_vars: int = NUM_VARS):
+    """A built DiscreteLatent("igr_sb", adaptive) with a N(0, 1) prior on the given route, and
+    its params variable."""
     from unittest import mock
 
     import numpy as np
@@ -50,6 +67,7 @@ def make_layer(k_max: int, batch=100, num_vars=20):
         layer = DiscreteLatent(
             "igr_sb", num_vars, k_max, temperature=0.15, relaxation_options=options, seed=1
         )
+    layer.relaxation._buckets = ROUTES[route]
     p = layer.relaxation.num_params
     layer.build((batch, num_vars, p))
     rng = tf.random.Generator.from_seed(0)
@@ -81,72 +99,118 @@ def mean_sticks(layer, params, draws: int) -> float:
     return sum(float(n()) for _ in range(draws)) / draws
 
 
-def peak_bytes(step, calls: int) -> int | None:
-    """Peak bytes TF's CPU allocator holds during `calls` steps, above what it held before."""
-    import tensorflow as tf
+def _max_rss_bytes() -> int:
+    """Peak resident set size of this process's memory (`VmHWM`, /proc/self/status).
 
-    try:
-        tf.config.experimental.reset_memory_stats("CPU:0")
-        before = tf.config.experimental.get_memory_info("CPU:0")["current"]
-        for _ in range(calls):
-            step()[0].numpy()
-        return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
-    except (ValueError, RuntimeError):  # no allocator stats on this device
-        return None
+    Not `getrusage(RUSAGE_SELF).ru_maxrss`: on Linux that maximum survives `execve`, so a child
+    started from the (large) benchmark process would report the parent's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def memory_child(k_max: int, route: str, batch: int, num_vars: int, threads: int) -> None:
+    """Run in a fresh process: prints `max_rss_bytes step_peak_bytes` of the non-XLA step."""
+    _common.set_threads(threads)
+    step = make_step(*make_layer(k_max, route, batch, num_vars), jit_compile=False)
+    step.get_concrete_function()  # traced, not run
+    built = _max_rss_bytes()
+    for _ in range(MEMORY_CALLS):
+        _common._sync(step())
+    peak = _max_rss_bytes()
+    print(f"{peak} {peak - built}")
+
+
+def peak_memory(k_max: int, route: str, batch: int, num_vars: int) -> tuple[int, int]:
+    """(max RSS, step peak) in bytes, from `memory_child` in a fresh subprocess."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(k_max), route, str(batch), str(num_vars)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    peak, step = out.stdout.split()[-2:]
+    return int(peak), int(step)
+
+
+def _loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return f.read().strip()
 
 
 def run(quick: bool = False, rounds: int | None = None, calls: int | None = None) -> str:
-    rounds = rounds or (1 if quick else 11)
-    calls = calls or (2 if quick else 10)
-    layers = {k: make_layer(k) for k in CAPS}
+    rounds = rounds or (1 if quick else 7)
+    calls = calls or (2 if quick else 3)
+    caps = _SELECTED["caps"] or (QUICK_CAPS if quick else CAPS)
+    xla = _SELECTED["xla"] and not quick
+    batch, num_vars = (QUICK_BATCH, QUICK_VARS) if quick else (BATCH, NUM_VARS)
+    loadavg_start = _loadavg()
+    contenders = [(k, route) for k in caps for route in ROUTES]
+    layers = {c: make_layer(*c, batch=batch, num_vars=num_vars) for c in contenders}
+    reference = (caps[0], "bucketed")
+    results = {}
+    for jit in (False, True) if xla else (False,):
+        steps = {c: make_step(*layers[c], jit) for c in contenders}
+        times = _common.interleaved_times(steps, rounds=rounds, calls_per_round=calls)
+        results[jit] = _common.ratio_stats(times["cpu"], reference)
+    # A fresh process per row; --quick measures the first row only (the code path, not a number).
+    measured = contenders[:1] if quick else contenders
+    memory = {c: peak_memory(*c, batch, num_vars) for c in measured}
     header = [
         "K_max",
+        "route",
         "mean N",
-        "peak MiB/step (no XLA)",
-        "one [B,V,K] f32 MiB",
-        "CPU ms/step (no XLA)",
-        "CPU ratio to K_max=10 [IQR]",
-        "wall ratio to K_max=10 [IQR]",
+        "CPU ms/step",
+        f"CPU ratio to K_max={caps[0]} [IQR]",
+        "max RSS MiB",
+        "step peak MiB",
     ]
-    if not quick:
-        header += ["CPU ms/step (XLA)", "CPU ratio to K_max=10 (XLA) [IQR]"]
-    results = {}
-    for jit in (False,) if quick else (False, True):
-        steps = {k: make_step(*layers[k], jit) for k in CAPS}
-        times = _common.interleaved_times(steps, rounds=rounds, calls_per_round=calls)
-        results[jit] = (
-            _common.ratio_stats(times["cpu"], CAPS[0]),
-            _common.ratio_stats(times["wall"], CAPS[0]),
-        )
-        if not jit:
-            memory = {k: peak_bytes(steps[k], 2) for k in CAPS}
+    if xla:
+        header += ["CPU ms/step (XLA)", f"CPU ratio to K_max={caps[0]} (XLA) [IQR]"]
     rows = []
-    for k in CAPS:
-        cpu, wall = results[False]
-        mem = memory[k]
+    for c in contenders:
+        cpu = results[False][c]
+        rss = [f"{b / 2**20:.0f}" for b in memory[c]] if c in memory else ["-", "-"]
         row = [
-            k,
-            f"{mean_sticks(*layers[k], 2 if quick else 20):.2f}",
-            "n/a" if mem is None else (f"{mem / 2**20:.1f}" if mem else "not counted"),
-            f"{100 * 20 * k * 4 / 2**20:.2f}",
-            f"{cpu[k]['us'] / 1e3:.2f}",
-            _common.fmt_ratio(cpu[k]),
-            _common.fmt_ratio(wall[k]),
+            c[0],
+            c[1],
+            f"{mean_sticks(*layers[c], 2 if quick else 10):.2f}",
+            f"{cpu['us'] / 1e3:.2f}",
+            _common.fmt_ratio(cpu),
+            *rss,
         ]
-        if not quick:
-            xla_cpu, _ = results[True]
-            row += [f"{xla_cpu[k]['us'] / 1e3:.2f}", _common.fmt_ratio(xla_cpu[k])]
+        if xla:
+            compiled = results[True][c]
+            row += [f"{compiled['us'] / 1e3:.2f}", _common.fmt_ratio(compiled)]
         rows.append(row)
     description = (
-        f"IGR-SB adaptive (threshold {THRESHOLD}), sample + KL + gradient step, V=20, "
-        f"batch 100, float32, N(0, 1) prior per stick (see the docstring); {rounds} "
-        f"interleaved rounds × {calls} calls; ratios are medians of per-round ratios "
-        f"[25th, 75th percentile]; memory from TF's CPU allocator stats."
+        f"IGR-SB adaptive (threshold {THRESHOLD}), sample + KL + gradient step, V={num_vars}, "
+        f"batch {batch}, float32, N(0, 1) prior per stick (see the docstring); {rounds} "
+        f"interleaved rounds × {calls} calls; CPU time of the process; ratios are medians of "
+        f"per-round ratios [25th, 75th percentile] to the bucketed K_max={caps[0]} step; memory "
+        f"from the peak RSS (VmHWM) of a fresh subprocess per row, without XLA.\n"
+        f"/proc/loadavg at the start: {loadavg_start}; at the end: {_loadavg()}."
     )
     return _common.report(description, header, rows)
 
 
-def main(argv=None) -> str:
+def main(argv=None) -> str | None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--memory-child"]:
+        k_max, route, batch, num_vars = argv[1:5]
+        memory_child(int(k_max), route, int(batch), int(num_vars), threads=1)
+        return None
+    _SELECTED.update(caps=None, xla=True)
+    if "--no-xla" in argv:
+        argv.remove("--no-xla")
+        _SELECTED["xla"] = False
+    if "--caps" in argv:
+        i = argv.index("--caps")
+        _SELECTED["caps"] = tuple(int(k) for k in argv[i + 1].split(","))
+        del argv[i : i + 2]
     return _common.main(run, __doc__, argv)
 
 

@@ -64,3 +64,19 @@ def test_publishing_refuses_a_loaded_machine_and_replaces_its_section(bench_path
     text = doc.read_text()
     assert "first" not in text and text.count("second") == 1 and "other" in text
     assert text.index("second") < text.index("other")  # replaced in place
+
+
+def test_sb_cap_has_both_routes_per_cap_and_a_memory_figure(bench_path, capsys):
+    """sb_cap --quick (tiny sizes): a bucketed and a masked row per K_max, the first row's
+    memory measured in a fresh subprocess (max RSS of a process that imported TensorFlow)."""
+    module = importlib.import_module("sb_cap")
+    table = module.main(["--quick", "--threads", "0", "--caps", "10,40"])
+    capsys.readouterr()
+    rows = _rows(table)
+    assert sorted(rows) == ["10", "40", "K_max"]
+    for k in ("10", "40"):
+        assert sorted(r[1] for r in rows[k]) == ["bucketed", "masked"]
+    first = rows["10"][0]
+    assert first[1] == "bucketed"
+    assert 100 < float(first[5]) < 10_000  # MiB
+    assert "/proc/loadavg at the start" in table

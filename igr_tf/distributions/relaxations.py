@@ -378,6 +378,10 @@ class IGRStickBreaking(_IGR):
 
     name = "igr_sb"
     metric_names: ClassVar[tuple[str, ...]] = ("N",)
+    #: Static buckets of the adaptive truncation (None: the default ones, see
+    #: `AdaptiveIGRStickBreaking`; `()`: the masked route). Private: the benchmark and the law
+    #: tests set it on an instance to compare the routes; buckets never change the law.
+    _buckets: tuple[int, ...] | None = None
 
     def __init__(
         self,
@@ -409,6 +413,17 @@ class IGRStickBreaking(_IGR):
     def prior_categorical_log_probs(self, temperature=1.0, dtype=tf.float32):
         return tf.constant(self._prior_log_pmf, dtype)
 
+    def distributions(self, params, temperature, weights=None, *, log_space: bool = True):
+        if not self.adaptive:
+            return super().distributions(params, temperature, weights, log_space=log_space)
+        check_positive(temperature, "temperature")
+        loc, raw = tf.split(self.split(params), 2, axis=-1)
+        # The scale as loc_scale computes it, softplus(ξ) + 1e-4, deferred: the truncated
+        # distribution transforms only the sticks its bucket uses (O(sticks used), not O(K)).
+        scale = tfp.util.DeferredTensor(raw, tfb.Softplus(low=tf.constant(_MIN_SCALE, raw.dtype)))
+        bij = self.bijector(temperature, weights, log_space=log_space)
+        return self._posterior(loc, scale, bij), self._prior(temperature, loc.dtype, bij)
+
     def _posterior(self, loc, scale, bijector):
         if not self.adaptive:
             return super()._posterior(loc, scale, bijector)
@@ -416,7 +431,13 @@ class IGRStickBreaking(_IGR):
         log_space = isinstance(_outer(bijector), LogSoftmaxPlusPlus)
         tau = _outer(bijector).temperature
         return AdaptiveIGRStickBreaking(
-            loc, scale, tau, self.threshold, log_space, validate_args=self.validate_args
+            loc,
+            scale,
+            tau,
+            self.threshold,
+            log_space,
+            validate_args=self.validate_args,
+            buckets=self._buckets,
         )
 
     def _stick_the_landing(self, q):
