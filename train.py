@@ -962,6 +962,7 @@ def run_cbm(args: argparse.Namespace, out: str) -> dict[str, Any]:
         train=tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train)),
         test=tf.data.Dataset.from_tensor_slices((data.x_test, data.y_test)),
         num_train=len(data.x_train),
+        validation=None,  # what `fit` reads of an ImageData
     )
     weights = {
         k: v if getattr(args, k) is None else getattr(args, k)
