@@ -163,6 +163,26 @@ def markdown(summary: dict) -> str:
     return "\n".join(out)
 
 
+def draw(ax, summary: dict, metric: str = "test_loglik") -> None:
+    """`metric` against τ (log axis) on a matplotlib axis: mean ± std over seeds, one curve per
+    relaxation, and each schedule's mean as a horizontal line of the relaxation's colour
+    (anneal dashed, learned dotted)."""
+    for i, dist in enumerate(RELAXATIONS):
+        rows = summary["rows"].get(dist, {})
+        color = f"C{i}"
+        taus = sorted(float(k) for k in rows if k not in SCHEDULES)
+        if taus:
+            mean = [rows[str(t)][metric]["mean"] for t in taus]
+            std = [rows[str(t)][metric]["std"] for t in taus]
+            std = [0.0 if math.isnan(s) else s for s in std]
+            ax.errorbar(taus, mean, yerr=std, marker="o", capsize=3, color=color, label=dist)
+        for schedule, style in zip(SCHEDULES, ("--", ":"), strict=True):
+            if schedule in rows:
+                ax.axhline(rows[schedule][metric]["mean"], ls=style, color=color, lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("temperature τ")
+
+
 def plot(summary: dict, path: Path) -> None:
     import matplotlib
 
@@ -170,17 +190,7 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for dist in RELAXATIONS:
-        rows = summary["rows"].get(dist, {})
-        taus = sorted(float(k) for k in rows if k not in SCHEDULES)
-        if not taus:
-            continue
-        mean = [rows[str(t)]["test_loglik"]["mean"] for t in taus]
-        std = [rows[str(t)]["test_loglik"]["std"] for t in taus]
-        std = [0.0 if math.isnan(s) else s for s in std]
-        ax.errorbar(taus, mean, yerr=std, marker="o", capsize=3, label=dist)
-    ax.set_xscale("log")
-    ax.set_xlabel("temperature τ")
+    draw(ax, summary)
     ax.set_ylabel("test log-likelihood (nats, S one-hot samples)")
     ax.set_title("20×10 VAE on mnist_sample, mean ± std over seeds")
     ax.legend()
