@@ -22,6 +22,7 @@ tfd = tfp.distributions
 __all__ = ["ALGORITHM", "ExpRelaxedOneHotCategorical", "Normal"]
 
 ALGORITHM = "philox"
+_HALF_LOG_TWO_PI = 0.5 * float(np.log(2.0 * np.pi))
 
 
 def _stateless(seed) -> tf.Tensor:
@@ -41,6 +42,18 @@ class Normal(tfd.Normal):
             shape, seed=_stateless(seed), dtype=self.dtype, alg=ALGORITHM
         )
         return loc + scale * eps
+
+    def _log_prob(self, x):
+        """`log N(x; μ, σ) = -½ ((x − μ) / σ)² − log σ − ½ log 2π`, TFP's value.
+
+        TFP's `Normal.log_prob` divides x and μ by σ separately: two divisions per entry, and
+        four more in its gradient (σ is a tensor per entry in IGR's posteriors). Times one
+        reciprocal of σ instead: under XLA on CPU a division costs several multiplies, and
+        IGR-Planar's sampled KL evaluates this density on every draw.
+        """
+        scale = tf.convert_to_tensor(self.scale)
+        standardized = (x - tf.convert_to_tensor(self.loc)) * tf.math.reciprocal(scale)
+        return -0.5 * tf.square(standardized) - (_HALF_LOG_TWO_PI + tf.math.log(scale))
 
 
 @tfd.RegisterKL(Normal, Normal)
