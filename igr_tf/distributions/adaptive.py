@@ -66,6 +66,7 @@ from tensorflow_probability.python.internal import (
 )
 from tensorflow_probability.python.internal import prefer_static as ps
 
+from igr_tf._ops import softplus
 from igr_tf.bijectors import LogitStickBreaking
 from igr_tf.distributions import philox
 from igr_tf.distributions.igr import gaussian_base
@@ -330,7 +331,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
             if j + 1 < len(sizes):  # the stick left after block j decides on block j + 1
 
                 def extend(j=j, left=left):
-                    broken = tf.math.softplus(noise_block(j))
+                    broken = softplus(noise_block(j))
                     return left - tf.reduce_sum(broken, axis=-1, keepdims=True)
 
                 left = tf.cond(need, extend, lambda left=left: tf.identity(left))
