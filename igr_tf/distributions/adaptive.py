@@ -380,10 +380,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
             loc, scale = locs.block(j), scales.block(j)
             batch = ps.broadcast_shape(ps.shape(loc)[:-1], ps.shape(scale)[:-1])
             shape = ps.concat([[n], batch, [widths[j]]], 0)
-            eps = tf.random.stateless_normal(
-                shape, seed=seeds[j], dtype=self.dtype, alg=philox.ALGORITHM
-            )
-            return loc + scale * eps
+            return loc + scale * philox.standard_normal(shape, seeds[j], self.dtype)
 
         return block
 

@@ -11,15 +11,19 @@ seed falls back to the parent's sampler.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import prefer_static as ps
 from tensorflow_probability.python.internal import samplers
 
+from igr_tf._ops import in_xla_context
+
 tfd = tfp.distributions
 
-__all__ = ["ALGORITHM", "ExpRelaxedOneHotCategorical", "Normal"]
+__all__ = ["ALGORITHM", "ExpRelaxedOneHotCategorical", "Normal", "standard_normal"]
 
 ALGORITHM = "philox"
 _HALF_LOG_TWO_PI = 0.5 * float(np.log(2.0 * np.pi))
@@ -29,8 +33,38 @@ def _stateless(seed) -> tf.Tensor:
     return samplers.sanitize_seed(seed)
 
 
+def standard_normal(shape, seed, dtype=tf.float32) -> tf.Tensor:
+    """N(0, 1) noise of `shape` from the stateless Philox `seed` `[2]`: IGR's Gaussian draw.
+
+    Under XLA this is `tf.random.stateless_normal(alg="philox")` (XLA's own Box–Muller). Without
+    XLA, for float32 and float64, it is the same Box–Muller transform written as TF ops on one
+    Philox uniform draw `u [2, ⌈n/2⌉]`:
+
+    ```none
+    r = sqrt(-2 log(1 - u_0)),   θ = 2π u_1,   ε = [r cos θ, r sin θ]   (first n entries)
+    ```
+
+    because TF's `StatelessRandomNormalV2` CPU kernel evaluates it one scalar at a time: the
+    vectorised ops took ~0.05-0.10 off IGR's sample + KL + gradient step as a ratio to GS
+    (V=20, K=10, batch 100). Both routes are exact N(0, 1) draws (up to float rounding and the
+    uniform's resolution: |ε| ≤ 5.6 in float32, as in TF's kernel); they give different
+    numbers for the same seed, as XLA's and TF's Philox streams do anyway.
+    """
+    dtype = tf.as_dtype(dtype)
+    if in_xla_context() or dtype not in (tf.float32, tf.float64):
+        return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg=ALGORITHM)
+    size = ps.reduce_prod(shape)
+    u = tf.random.stateless_uniform(
+        ps.stack([2, (size + 1) // 2]), seed=seed, dtype=dtype, alg=ALGORITHM
+    )
+    radius = tf.sqrt(-2.0 * tf.math.log1p(-u[0]))  # 1 - u_0 in (0, 1]: finite
+    angle = (2.0 * math.pi) * u[1]
+    eps = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)
+    return tf.reshape(eps[:size], shape)
+
+
 class Normal(tfd.Normal):
-    """`tfd.Normal` drawing `loc + scale · ε` with `ε = stateless_normal(alg="philox")`."""
+    """`tfd.Normal` drawing `loc + scale · ε` with `ε = standard_normal(shape, seed)` (Philox)."""
 
     def _sample_n(self, n, seed=None):
         if samplers.is_stateful_seed(seed):
@@ -38,9 +72,7 @@ class Normal(tfd.Normal):
         loc = tf.convert_to_tensor(self.loc)
         scale = tf.convert_to_tensor(self.scale)
         shape = ps.concat([[n], self._batch_shape_tensor(loc=loc, scale=scale)], axis=0)
-        eps = tf.random.stateless_normal(
-            shape, seed=_stateless(seed), dtype=self.dtype, alg=ALGORITHM
-        )
+        eps = standard_normal(shape, _stateless(seed), self.dtype)
         return loc + scale * eps
 
     def _log_prob(self, x):
