@@ -4,9 +4,11 @@ TFP's samplers call `tf.random.stateless_*` with TF's default `alg="auto_select"
 on CPU and GPU, but under `jit_compile=True` on CPU, with a seed that is not a compile-time
 constant (a Keras `SeedGenerator`'s output, as in every training step here), "auto_select"
 compiles to a path about 20x slower than "philox" for the same numbers: 11.2 ms against 0.49 ms
-for 18,000 normals (2026-12-01, one thread). These subclasses change only the algorithm of the
-draw: same parameters, densities, KL rules and shapes as their TFP parents. A stateful (integer)
-seed falls back to the parent's sampler.
+for 18,000 normals (2026-12-01, one thread). These subclasses change only how the draw is made
+(Philox; for `Normal` without XLA, the Box–Muller transform as vectorised ops, see
+`standard_normal`) and evaluate densities with fewer divisions: same parameters, laws, density
+values (to float rounding), KL rules and shapes as their TFP parents. A stateful (integer) seed
+falls back to the parent's sampler.
 """
 
 from __future__ import annotations
