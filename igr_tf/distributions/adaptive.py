@@ -66,6 +66,7 @@ from tensorflow_probability.python.internal import (
 )
 from tensorflow_probability.python.internal import prefer_static as ps
 
+from igr_tf._ops import softplus
 from igr_tf.bijectors import LogitStickBreaking
 from igr_tf.distributions import philox
 from igr_tf.distributions.igr import gaussian_base
@@ -330,7 +331,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
             if j + 1 < len(sizes):  # the stick left after block j decides on block j + 1
 
                 def extend(j=j, left=left):
-                    broken = tf.math.softplus(noise_block(j))
+                    broken = softplus(noise_block(j))
                     return left - tf.reduce_sum(broken, axis=-1, keepdims=True)
 
                 left = tf.cond(need, extend, lambda left=left: tf.identity(left))
@@ -379,10 +380,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
             loc, scale = locs.block(j), scales.block(j)
             batch = ps.broadcast_shape(ps.shape(loc)[:-1], ps.shape(scale)[:-1])
             shape = ps.concat([[n], batch, [widths[j]]], 0)
-            eps = tf.random.stateless_normal(
-                shape, seed=seeds[j], dtype=self.dtype, alg=philox.ALGORITHM
-            )
-            return loc + scale * eps
+            return loc + scale * philox.standard_normal(shape, seeds[j], self.dtype)
 
         return block
 
