@@ -84,17 +84,10 @@ def _slope_and_curvature(x, r, b) -> tuple[tf.Tensor, tf.Tensor]:
 def _panel_ends(r, b, x_a) -> tuple[tf.Tensor, tf.Tensor]:
     """[..., K-1, 6] sorted ends of the five panels of each category, and the mode [..., K-1]."""
 
-    def newton_step(x):
+    x = tf.maximum(x_a, 0.0)
+    for _ in range(_MODE_NEWTON_STEPS):  # unrolled: an XLA while loop costs more than its body
         g, h = _slope_and_curvature(x, r, b)
-        return (tf.maximum(x - g / h, x_a),)
-
-    # A loop (not unrolled): XLA compiles the mills graph once, not once per step.
-    (x,) = tf.while_loop(
-        lambda x: True,
-        newton_step,
-        (tf.maximum(x_a, 0.0),),
-        maximum_iterations=_MODE_NEWTON_STEPS,
-    )
+        x = tf.maximum(x - g / h, x_a)
     g, h = _slope_and_curvature(x, r, b)
     s = tf.math.rsqrt(-h)
     # At a boundary mode the integrand falls from x_a at rate -g (> 0) or faster.
@@ -119,7 +112,15 @@ def _panel_ends(r, b, x_a) -> tuple[tf.Tensor, tf.Tensor]:
     is_max = tf.cast(tf.equal(steepness, steepest[..., None, :]), step.dtype)
     kink = _ndtr.sum_over(is_max * step, -2) / _ndtr.sum_over(is_max, -2)
     is_steep = steepest > _STEEP_RATIO
-    kink = tf.where(is_steep, kink, 0.5 * (left + cut_left))
+    # Ends that would bound an empty panel (a mode on the truncation, or a near-left panel
+    # reaching it) and the kink without a steep competitor are put to use on the right of the
+    # mode instead: near-right halved, far-right cut in thirds.
+    far_right = right - cut_right
+    empty_far_left = left >= cut_left
+    cut_left = tf.where(cut_left >= x, 0.5 * (x + cut_right), cut_left)
+    left = tf.where(empty_far_left, cut_right + far_right / 3.0, left)
+    spare = tf.where(empty_far_left, cut_right + 2.0 * far_right / 3.0, 0.5 * (left + cut_left))
+    kink = tf.where(is_steep, kink, spare)
     return tf.sort(tf.stack([left, cut_left, x, cut_right, right, kink], -1), -1), x
 
 
