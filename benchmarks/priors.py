@@ -4,10 +4,11 @@
    (cold cache), timed inside it after the imports: CPU and wall seconds, and the achieved
    max_k |K q_k - 1| on the fit's own quadrature.
 2. `igr_i_log_pmf` on a [100, 20, 9] batch (mu ~ N(0, 2^2), sigma = exp(N(0, 0.5^2))), both
-   compiled with XLA, in interleaved rounds: the current five-panel Gauss-Legendre rule (50 nodes,
-   igr_tf._ndtr's log Phi) against the tanh-sinh rule it replaced (64 nodes per category, Newton-solved quantiles; frozen below as
-   `baseline_igr_i_log_pmf`). Also the time for a 10k-image test set (10,000 x 20 variables,
-   K = 10, in batches of 100 images) and the largest difference between the two.
+   compiled with XLA, in interleaved rounds: the current five-panel Gauss-Legendre rule (50
+   nodes, igr_tf._ndtr's log Phi) against the tanh-sinh rule it replaced (64 nodes per category,
+   Newton-solved quantiles; frozen below as `baseline_igr_i_log_pmf`). Also the time for a
+   10k-image test set (10,000 x 20 variables, K = 10, in batches of 100 images) and the largest
+   difference between the two.
 
     python benchmarks/priors.py [--quick] [--rounds R] [--calls C] [--threads T]
 """
