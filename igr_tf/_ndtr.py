@@ -156,6 +156,26 @@ def sum_log_ndtr(u: tf.Tensor, axis: int = -1) -> tf.Tensor:
     return total
 
 
+def sum_log_ndtr_affine(r: tf.Tensor, b: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """sum_j log Phi(r_j x + b_j): r, b [..., J, K], x [..., K, N] -> [..., K, N].
+
+    For J <= :data:`_UNROLL` a Python loop over j builds each u_j from slices of the small r, b:
+    XLA fuses it into one loop over [..., K, N] that evaluates all J terms per element (~25%
+    faster than slicing a broadcast [..., J, K, N] tensor).
+    """
+    num = r.shape[-2]
+    if num is None or num > _UNROLL:
+        return sum_log_ndtr(r[..., None] * x[..., None, :, :] + b[..., None], axis=-3)
+    total, product = None, None
+    for j in range(num):
+        c, factor, _, _ = _parts(r[..., j, :, None] * x + b[..., j, :, None])
+        total = c if total is None else total + c
+        product = factor if product is None else product * factor
+        if (j + 1) % _GROUP == 0 or j + 1 == num:
+            total, product = total + tf.math.log(product), None
+    return total
+
+
 def mills_ratio(u: tf.Tensor) -> tf.Tensor:
     """phi(u)/Phi(u), elementwise, float64: relative error < 1e-11 up to u = 37, beyond which
     it is only below 1e-290 (the clamped exp); no gradient intended."""

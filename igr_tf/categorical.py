@@ -259,8 +259,8 @@ def igr_i_log_pmf(
     on_a = tf.cast(tf.equal(ends, x_a_fixed[..., None]), f64)
     ends = ends + on_a * (x_a - x_a_fixed)[..., None]
     nodes, log_weight = _panel_nodes(ends, int(num_nodes) // _NUM_PANELS)
-    u = r[..., None] * nodes[..., None, :, :] + b[..., None]  # [..., K-2, K-1, N]
-    log_integrand = log_weight - 0.5 * tf.square(nodes) + _ndtr.sum_log_ndtr(u, axis=-3)
+    log_prod = _ndtr.sum_log_ndtr_affine(r, b, nodes)  # [..., K-1, N]
+    log_integrand = log_weight - 0.5 * tf.square(nodes) + log_prod
     # logsumexp with the log-integrand at the mode as the shift (no gradient; the nodes next to
     # the mode come within a few units of it): a max over the nodes would make XLA evaluate the
     # special functions twice, once per reduction.  The clip only guards against overflow.

@@ -58,3 +58,14 @@ def test_exp_of_moderate_matches_numpy():
 
 def test_shipped_coefficients_are_the_fit():
     np.testing.assert_allclose(_ndtr.fit_coefficients(), np.array(_ndtr._POLY), rtol=0, atol=1e-12)
+
+
+def test_sum_log_ndtr_affine_loop_and_fallback():
+    rng = np.random.default_rng(1)
+    for num in (3, 20, 40):  # one group; two groups of the product; the broadcast path (> 32)
+        r = np.exp(rng.normal(0.0, 1.0, (2, num, 4)))
+        b = rng.normal(0.0, 5.0, (2, num, 4))
+        x = rng.normal(0.0, 3.0, (2, 4, 6))
+        got = _ndtr.sum_log_ndtr_affine(tf.constant(r), tf.constant(b), tf.constant(x)).numpy()
+        ref = special.log_ndtr(r[..., None] * x[:, None] + b[..., None]).sum(axis=1)
+        np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-10)
