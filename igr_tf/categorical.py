@@ -27,9 +27,8 @@ from statistics import NormalDist
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
-from igr_tf import _stick_breaking
+from igr_tf import _ndtr, _stick_breaking
 from igr_tf._checks import check_num_categories, positive_float
 
 __all__ = [
@@ -45,43 +44,18 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-# Beyond u = 20, log Phi(u) > -3e-89: the clamp below changes nothing in float64.
-_LOG_NDTR_CLAMP = 20.0
 # Panels reach where the log-integrand is provably D below its value at the (approximate) mode,
 # i.e. they hold all but a fraction ~e^-20 of the mass of each category.
 _PANEL_DROP = 20.0
 # Near panels span this many local scales (1/sqrt(-l'') at the mode) on each side of the mode.
 _NEAR_SCALES = 1.5
 _MODE_NEWTON_STEPS = 4
-
-
-def _log_ndtr(u: tf.Tensor) -> tf.Tensor:
-    r"""log Phi(u) from one scaled complementary error function (float64).
-
-    With :math:`\operatorname{erfcx}(x)=e^{x^2}\operatorname{erfc}(x)`,
-    :math:`\Phi(u)=\tfrac12 e^{-u^2/2}\operatorname{erfcx}(-u/\sqrt2)`, so
-    :math:`\log\Phi(u)=\log(\tfrac12\operatorname{erfcx}(-u/\sqrt2))-u^2/2` has no underflow for
-    any u < 0 (relative error ~1e-15 against scipy's ``log_ndtr`` down to u = -60 and beyond).  u
-    is clamped at 20, where :math:`\log\Phi` is 0 to float64 precision (and erfcx(-14.1) ~ e^200
-    stays finite).
-    """
-    uc = tf.minimum(u, _LOG_NDTR_CLAMP)
-    return tf.math.log(0.5 * tfp.math.erfcx(-uc * _INV_SQRT2)) - 0.5 * tf.square(uc)
-
-
-@functools.lru_cache(maxsize=32)
-def _panel_rule(num_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gauss-Legendre rules of the four panels: (nodes on [-1, 1], weights, panel index)."""
-    per_side = num_nodes // 2
-    near = max((7 * per_side + 8) // 16, 2)
-    far = per_side - near
-    x_near, w_near = np.polynomial.legendre.leggauss(near)
-    x_far, w_far = np.polynomial.legendre.leggauss(far)
-    nodes = np.concatenate([x_far, x_near, x_near, x_far])
-    weights = np.concatenate([w_far, w_near, w_near, w_far])
-    panel = np.repeat([0, 1, 2, 3], [far, near, near, far])
-    return nodes, weights, panel
+# A competitor j is steep for category k when r_kj = sigma_k / sigma_j exceeds this: its step
+# Phi(r_kj x + b_kj) is then narrower than the category's own Gaussian, and the steepest such step
+# inside the panels gets a panel end of its own.
+_STEEP_RATIO = 1.5
+_NUM_PANELS = 5
+_DEFAULT_NODES = 50
 
 
 @functools.lru_cache(maxsize=32)
@@ -97,47 +71,27 @@ def _to_float64(x) -> tf.Tensor:
     return tf.constant(np.asarray(x, dtype=np.float64))
 
 
-def _placement_mills(u: tf.Tensor) -> tf.Tensor:
-    """phi(u)/Phi(u) to ~5e-5 relative, cheaply: only node placement uses it.
-
-    erfc for u >= -5 (where Phi >= 3e-7, no underflow); below, the asymptotic series
-    x + 1/x - 2/x^3 + 10/x^5 - 74/x^7 in x = -u (relative error < 6e-6 at x = 5).
-    """
-    uc = tf.maximum(u, -5.0)
-    direct = tf.exp(-0.5 * tf.square(uc) - _LOG_SQRT_2PI) / (0.5 * tf.math.erfc(-uc * _INV_SQRT2))
-    x = tf.maximum(-u, 5.0)
-    inv = 1.0 / (x * x)
-    tail = x + (1.0 + inv * (-2.0 + inv * (10.0 - 74.0 * inv))) / x
-    return tf.where(u < -5.0, tail, direct)
-
-
 def _slope_and_curvature(x, r, b) -> tuple[tf.Tensor, tf.Tensor]:
-    """l'(x) and l''(x) of l(x) = log phi(x) + sum_j log Phi(r_j x + b_j)."""
-    u = r * x[..., None] + b
-    mills = _placement_mills(u)
+    """l'(x) and l''(x) of l(x) = log phi(x) + sum_j log Phi(r_j x + b_j); r, b [..., K-2, K-1]."""
+    u = r * x[..., None, :] + b
+    mills = _ndtr.mills_ratio(u)
     # (log Phi)'' = -mills (u + mills) lies in [-1, 0]; the clip guards its cancellation.
     second = tf.clip_by_value(-mills * (u + mills), -1.0, 0.0)
-    return -x + tf.reduce_sum(r * mills, -1), -1.0 + tf.reduce_sum(r * r * second, -1)
+    slope = -x + _ndtr.sum_over(r * mills, -2)
+    return slope, -1.0 + _ndtr.sum_over(r * r * second, -2)
 
 
-def _panel_ends(r, b, x_a) -> tf.Tensor:
-    """[..., K-1, 5]: ends of the four panels of each category (see igr_i_log_pmf)."""
+def _panel_ends(r, b, x_a) -> tuple[tf.Tensor, tf.Tensor]:
+    """[..., K-1, 6] sorted ends of the five panels of each category, and the mode [..., K-1]."""
 
-    def newton_step(x):
+    x = tf.maximum(x_a, 0.0)
+    for _ in range(_MODE_NEWTON_STEPS):  # unrolled: an XLA while loop costs more than its body
         g, h = _slope_and_curvature(x, r, b)
-        return (tf.maximum(x - g / h, x_a),)
-
-    # A loop (not unrolled): XLA compiles the erfcx graph once, not once per step.
-    (x,) = tf.while_loop(
-        lambda x: True,
-        newton_step,
-        (tf.maximum(x_a, 0.0),),
-        maximum_iterations=_MODE_NEWTON_STEPS,
-    )
+        x = tf.maximum(x - g / h, x_a)
     g, h = _slope_and_curvature(x, r, b)
     s = tf.math.rsqrt(-h)
     # At a boundary mode the integrand falls from x_a at rate -g (> 0) or faster.
-    near_right = tf.where(x > x_a, s, tf.minimum(s, 1.0 / tf.maximum(-g, 1e-300)))
+    near_right = tf.where(x > x_a, s, tf.minimum(s, 1.0 / tf.maximum(-g, 1e-30)))
     cut_left = tf.maximum(x - _NEAR_SCALES * s, x_a)
     cut_right = x + _NEAR_SCALES * near_right
     # Far ends from the bounds at the near cuts, where the curvature is taken afresh: a steep
@@ -148,22 +102,58 @@ def _panel_ends(r, b, x_a) -> tf.Tensor:
     left = tf.maximum(cut_left - s_l2 * (-g_l + tf.sqrt(g_l * g_l + drop / s_l2)), x_a)
     g_r, _ = _slope_and_curvature(cut_right, r, b)
     right = cut_right + g_r + tf.sqrt(g_r * g_r + drop)
-    return tf.stack([left, cut_left, x, cut_right, right], -1)
+    # The steepest competitor whose step (u_j = 0) lies inside [left, right] splits its panel;
+    # without one, the far-left panel is halved.
+    step = -b / r
+    inside = (step > left[..., None, :]) & (step < right[..., None, :])
+    steepness = tf.where(inside, r, tf.zeros_like(r))
+    steepest = tf.reduce_max(steepness, -2)
+    # The step of the steepest (ties: any of them; no gradient flows through placement).
+    is_max = tf.cast(tf.equal(steepness, steepest[..., None, :]), step.dtype)
+    kink = _ndtr.sum_over(is_max * step, -2) / _ndtr.sum_over(is_max, -2)
+    is_steep = steepest > _STEEP_RATIO
+    # Ends that would bound an empty panel (a mode on the truncation, or a near-left panel
+    # reaching it) and the kink without a steep competitor are put to use on the right of the
+    # mode instead: near-right halved, far-right cut in thirds.
+    far_right = right - cut_right
+    empty_far_left = left >= cut_left
+    cut_left = tf.where(cut_left >= x, 0.5 * (x + cut_right), cut_left)
+    left = tf.where(empty_far_left, cut_right + far_right / 3.0, left)
+    spare = tf.where(empty_far_left, cut_right + 2.0 * far_right / 3.0, 0.5 * (left + cut_left))
+    kink = tf.where(is_steep, kink, spare)
+    return tf.sort(tf.stack([left, cut_left, x, cut_right, right, kink], -1), -1), x
 
 
-def _panel_nodes(ends: tf.Tensor, num_nodes: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Nodes [..., K-1, N] and log weights of Gauss-Legendre rules on the four panels."""
-    unit, weights, panel = _panel_rule(num_nodes)
-    lo, hi = tf.gather(ends, panel, axis=-1), tf.gather(ends, panel + 1, axis=-1)
-    half = 0.5 * (hi - lo)
-    return 0.5 * (hi + lo) + half * unit, tf.math.log(tf.maximum(half, 1e-300) * weights)
+@functools.lru_cache(maxsize=32)
+def _panel_maps(per_panel: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear maps from the P + 1 panel ends to the P * n nodes and half-widths, and weights."""
+    unit, weights = np.polynomial.legendre.leggauss(per_panel)
+    to_nodes = np.zeros((_NUM_PANELS + 1, _NUM_PANELS * per_panel))
+    to_half = np.zeros_like(to_nodes)
+    for p in range(_NUM_PANELS):
+        cols = slice(p * per_panel, (p + 1) * per_panel)
+        to_nodes[p, cols], to_nodes[p + 1, cols] = 0.5 * (1.0 - unit), 0.5 * (1.0 + unit)
+        to_half[p, cols], to_half[p + 1, cols] = -0.5, 0.5
+    return to_nodes, to_half, np.tile(weights, _NUM_PANELS)
+
+
+def _panel_nodes(ends: tf.Tensor, per_panel: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Nodes [..., K-1, P * n] and log weights: n-point Gauss-Legendre on each of the P panels.
+
+    The nodes are a matrix product of the ends (affine in them): XLA then materializes them
+    instead of re-deriving each from the ends inside the big fused loop (that cost ~40% more).
+    """
+    to_nodes, to_half, weights = (tf.constant(a, ends.dtype) for a in _panel_maps(per_panel))
+    nodes = tf.linalg.matmul(ends, to_nodes)
+    half = tf.linalg.matmul(ends, to_half)
+    return nodes, tf.math.log(tf.maximum(half, 1e-300) * weights)
 
 
 def igr_i_log_pmf(
     loc: tf.Tensor,
     scale: tf.Tensor,
     delta: float = 1.0,
-    num_nodes: int = 64,
+    num_nodes: int = _DEFAULT_NODES,
     renormalize: bool = True,
 ) -> tf.Tensor:
     r"""Log pmf of the categorical induced by IGR-I as the temperature goes to 0.
@@ -190,30 +180,39 @@ def igr_i_log_pmf(
         \ell_k(x)\le\ell_k(\hat x)+g\,(x-\hat x)-\tfrac{(x-\hat x)^2}{2\hat s^2}\ (x<\hat x),
 
     which bound the region where the integrand is within :math:`e^{-20}` of its value at
-    :math:`\hat x`.  :math:`\hat x` is the mode on :math:`[x_a,\infty)` after a few Newton steps;
-    the region is cut into four Gauss-Legendre panels (two near panels of 2 local scales on each
-    side of the mode, two far panels to the bounds), so steep competitors (small
-    :math:`\sigma_j`) and the truncation at :math:`x_a` both land on panel ends.  Nodes are
-    affine in x: no quantile function is needed.  Everything is in log space (``logsumexp`` over
-    nodes, :math:`\log\Phi` from erfcx), so locations of +-50 with scales 1e-3..1e2 give finite,
-    possibly very negative, log-probabilities; tiny probabilities keep their relative accuracy
-    (the nodes follow each category's own integrand).  The cost per variable is
-    :math:`(K-1)(K-2)(N+5)` evaluations of erfcx, against
-    :math:`(K-1)^2\cdot 64` log_ndtr plus 64(K-1) four-step quantile solves before.
+    :math:`\hat x`.  :math:`\hat x` is the mode on :math:`[x_a,\infty)` after a few Newton steps.
+    The region is cut into five Gauss-Legendre panels of N/5 nodes each: two near panels of 1.5
+    local scales on each side of the mode, two far panels to the bounds, and one more end at the
+    step :math:`u_j=0` of the steepest competitor (largest :math:`r_{kj}>1.5`) inside the region,
+    whose transition, narrower than the category's own Gaussian, needs a panel end of its own
+    (without one, or when the mode sits on the truncation and panels would be empty, the spare
+    ends split the panels right of the mode).  Nodes are affine in the ends: no quantile function.
+
+    The integrand is :math:`\log\varphi+\sum_j\log\Phi` from :mod:`igr_tf._ndtr`: one
+    degree-16 polynomial for erfcx, one division, a vectorizable exp, and one ``log`` per 16
+    factors (:math:`\sum_j\log\Phi(u_j)=\sum_j c(u_j)+\log\prod_jF(u_j)`), with
+    |error| < 2e-12 in each :math:`\log\Phi`; the sums over competitors are unrolled and the
+    ``logsumexp`` over nodes is shifted by :math:`\ell_k(\hat x)`, so that XLA evaluates each
+    node once, vectorized.  Everything is in log space, so locations of +-50 with scales
+    1e-3..1e2 give finite, possibly very negative, log-probabilities; tiny probabilities keep
+    their relative accuracy (the nodes follow each category's own integrand).  The cost per
+    variable is :math:`(K-1)(K-2)(N+8)` evaluations of that polynomial (8 for the placement).
 
     Measured accuracy (float64, max abs error in the pmf against scipy adaptive quadrature at
-    1e-13, raw quadrature): 200 random cases, K-1 in 1..11, mu ~ N(0, 2^2),
-    log sigma ~ N(0, 0.5^2), a = 0: max 6e-7 at 40 nodes, 5e-7 at 48; SPEC case: 1e-15.
-    Steep competitors (sigma ratios of ~10 and more) are what limits it; raise ``num_nodes``
-    for such parameters.
+    1e-13, raw quadrature, mu ~ N(0, 2^2), log sigma ~ N(0, 0.5^2), K-1 in 1..11): 200 cases
+    with a = 0: 8.1e-8 at the default 50 nodes, 6.0e-7 at 40; 200 cases with
+    delta in {0.5, 1, 2}: 2.3e-7 at 50, 7.8e-7 at 40 (one test case reaches 4.4e-6 there),
+    5e-10 at 80.  Several steep competitors stepping at nearly the same
+    place are what limits it (one gets a panel end); raise ``num_nodes`` for such parameters
+    (1e-8 on moderate cases takes about 80).  The node placement switches discretely (which
+    competitor is steepest), so the value can jump at the level of the quadrature error there.
 
     Args:
       loc: Tensor [..., K-1], float32 or float64: the Gaussian locations mu.
       scale: Tensor broadcastable to ``loc``: the Gaussian scales sigma > 0.
       delta: delta > 0 of softmax++ (the last category's logit is log delta); a float or a
         tensor broadcastable to ``loc[..., :1]``.
-      num_nodes: Gauss-Legendre nodes per category (>= 8; 3/5 of each side's nodes go to the
-        near panel).
+      num_nodes: Gauss-Legendre nodes per category (>= 10), N // 5 on each of the five panels.
       renormalize: if True (default), normalize the K values to sum to 1 exactly (log-softmax).
         The correction is at the level of the quadrature error above.
 
@@ -221,8 +220,8 @@ def igr_i_log_pmf(
       Tensor [..., K] of log-probabilities, dtype of ``loc``; computed internally in float64.
       Pure TF ops: works under ``tf.function(jit_compile=True)`` and is differentiable.
     """
-    if isinstance(num_nodes, bool) or int(num_nodes) != num_nodes or num_nodes < 8:
-        raise ValueError(f"`num_nodes` must be an integer >= 8, got {num_nodes!r}")
+    if isinstance(num_nodes, bool) or int(num_nodes) != num_nodes or num_nodes < 2 * _NUM_PANELS:
+        raise ValueError(f"`num_nodes` must be an integer >= {2 * _NUM_PANELS}, got {num_nodes!r}")
     if isinstance(delta, (int, float)) and not delta > 0:
         raise ValueError(f"`delta` must be > 0, got {delta!r}")
     loc = tf.convert_to_tensor(loc)
@@ -234,34 +233,41 @@ def igr_i_log_pmf(
     sigma = _to_float64(scale)
     mu, sigma = mu + tf.zeros_like(sigma), sigma + tf.zeros_like(mu)
     log_delta = tf.math.log(_to_float64(delta))
-    log_last = tf.reduce_sum(_log_ndtr((log_delta - mu) / sigma), -1, keepdims=True)
+    log_last = tf.reduce_sum(_ndtr.log_ndtr((log_delta - mu) / sigma), -1, keepdims=True)
     num = mu.shape[-1]
     if num is None:
         raise ValueError("`loc` needs a static last dimension K-1.")
     if num == 1:  # K = 2: q(1) = P(z_1 > a)
-        log_first = _log_ndtr((mu - log_delta) / sigma)
+        log_first = _ndtr.log_ndtr((mu - log_delta) / sigma)
         log_pmf = tf.concat([log_first, log_last], -1)
         if renormalize:
             log_pmf = tf.nn.log_softmax(log_pmf, axis=-1)
         return tf.cast(log_pmf, out_dtype)
 
-    others = _competitor_index(num)
+    # Competitor-major layout [..., K-2 (j), K-1 (k)]: sums over j are chains of contiguous
+    # slices (see _ndtr.sum_over).
+    others = _competitor_index(num).T
     mu_j, sigma_j = tf.gather(mu, others, axis=-1), tf.gather(sigma, others, axis=-1)
-    r = sigma[..., None] / sigma_j  # [..., K-1 (k), K-2 (j)]
-    b = (mu[..., None] - mu_j) / sigma_j
+    r = sigma[..., None, :] / sigma_j
+    b = (mu[..., None, :] - mu_j) / sigma_j
     x_a = (log_delta - mu) / sigma  # [..., K-1]
     # Node placement carries no gradient, except that panel ends on the truncation follow x_a:
     # the integral's lower limit really moves with the parameters.
     x_a_fixed = tf.stop_gradient(x_a)
-    ends = _panel_ends(tf.stop_gradient(r), tf.stop_gradient(b), x_a_fixed)
+    r_fixed, b_fixed = tf.stop_gradient(r), tf.stop_gradient(b)
+    ends, mode = _panel_ends(r_fixed, b_fixed, x_a_fixed)
     on_a = tf.cast(tf.equal(ends, x_a_fixed[..., None]), f64)
     ends = ends + on_a * (x_a - x_a_fixed)[..., None]
-    nodes, log_weight = _panel_nodes(ends, int(num_nodes))
-    u = r[..., None, :] * nodes[..., None] + b[..., None, :]  # [..., K-1, N, K-2]
-    log_prod = tf.reduce_sum(_log_ndtr(u), -1)
-    log_q = tf.reduce_logsumexp(
-        log_weight - 0.5 * tf.square(nodes) - _LOG_SQRT_2PI + log_prod, axis=-1
-    )
+    nodes, log_weight = _panel_nodes(ends, int(num_nodes) // _NUM_PANELS)
+    log_prod = _ndtr.sum_log_ndtr_affine(r, b, nodes)  # [..., K-1, N]
+    log_integrand = log_weight - 0.5 * tf.square(nodes) + log_prod
+    # logsumexp with the log-integrand at the mode as the shift (no gradient; the nodes next to
+    # the mode come within a few units of it): a max over the nodes would make XLA evaluate the
+    # special functions twice, once per reduction.  The clip only guards against overflow.
+    shift = -0.5 * tf.square(mode) + _ndtr.sum_log_ndtr(r_fixed * mode[..., None, :] + b_fixed, -2)
+    shift = tf.stop_gradient(shift)
+    scaled = tf.exp(tf.minimum(log_integrand - shift[..., None], 700.0))
+    log_q = shift - _LOG_SQRT_2PI + tf.math.log(tf.reduce_sum(scaled, -1))
     log_pmf = tf.concat([log_q, log_last], axis=-1)
     if renormalize:
         log_pmf = tf.nn.log_softmax(log_pmf, axis=-1)
