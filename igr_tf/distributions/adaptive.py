@@ -698,7 +698,9 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         tau = tf.convert_to_tensor(self._temperature if tau is None else tau)
         # τ (y_k - y_{n+1}) = log η_k - log r_n; invert the (n+1)-category stick breaking.
         y_last = tf.reduce_sum(tf.where(pos == n_ + 1, y, tf.zeros_like(y)), -1, keepdims=True)
-        t = tf.where(kept, tau[..., tf.newaxis] * (y - y_last), tf.constant(-np.inf, y.dtype))
+        # Cut entries (-inf) stay out of the product with τ: its gradient would be -inf · 0.
+        gap = tf.where(kept, y - y_last, tf.zeros_like(y))
+        t = tf.where(kept, tau[..., tf.newaxis] * gap, tf.constant(-np.inf, y.dtype))
         tail = tf.math.cumulative_logsumexp(t, axis=-1, exclusive=True, reverse=True)
         z = tf.where(used, t[..., :-1] - tail[..., :-1], tf.zeros_like(y[..., :-1]))
         log_noise = tf.reduce_sum(tf.where(used, normal.log_prob(z), tf.zeros_like(z)), axis=-1)
