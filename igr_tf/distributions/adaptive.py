@@ -47,7 +47,16 @@ y equals the masked computation on `z = [drawn blocks, fresh noise for the rest]
 `N(loc, scale)` draw. (`log_sample_from_noise(z)` runs the same buckets on slices of a given z.)
 `log_prob`, `kl_given_truncation` and `num_sticks` work on the smallest bucket holding the value's
 largest n (one `tf.switch_case`), read at the bucket edges (`n ≤ w` iff category w + 2 is cut).
-Only the output itself (its `-inf` padding, and ψ = exp y in ψ space) is O(K).
+
+What stays O(K) is one read and one write per tensor: the chosen branch slices each parameter
+once to its sticks (loc and scale given as rows of one tensor `[..., 2, K-1]` by `StickRow`, as
+the relaxation passes the encoder outputs, are one slice), and writes the output padded in one
+`tf.pad` (-inf for y; zeros for ψ = exp y, computed on the sticks used). The switches are not
+differentiated by cond_v2 (whose gradient makes every branch output, as zeros when not taken,
+the intermediates of every other branch: O(K) fills in the 16-stick branch, and a large program
+for XLA) but by a custom gradient that runs the chosen branch again under a tape in a second
+switch (`_recomputed_switch`); a parameter's gradient is then one `tf.pad` of the bucket's
+gradient to the full width.
 """
 
 from __future__ import annotations
@@ -180,20 +189,12 @@ def _columns(raw: tf.Tensor, start: int = 0, stop: int | None = None) -> tf.Tens
 
 
 def _head(raw: tf.Tensor, stop: int) -> tf.Tensor:
-    """`raw[..., :stop]`, whose gradient is one `tf.pad` of the slice's gradient (faster than
-    the slice's own gradient, `StridedSliceGrad`, for the full-width gradient of a bucket)."""
-
-    @tf.custom_gradient
-    def head(x):
-        def grad(dy):
-            paddings = tf.concat(
-                [tf.zeros([tf.rank(dy) - 1, 2], tf.int32), [[0, x.shape[-1] - stop]]], 0
-            )
-            return tf.pad(dy, paddings)
-
-        return x[..., :stop], grad
-
-    return head(raw)
+    """`raw[..., :stop]` as a `tf.slice`, whose gradient is one `tf.pad` of the slice's gradient
+    (a strided slice's is `StridedSliceGrad`, slower for the full-width gradient of a bucket)."""
+    rank = raw.shape.rank
+    if rank is None:
+        return raw[..., :stop]
+    return tf.slice(raw, [0] * rank, [-1] * (rank - 1) + [stop])
 
 
 class _Group:
@@ -220,7 +221,10 @@ class _Group:
 
 
 def _recomputed_switch(
-    index: tf.Tensor, branches: Sequence[Callable[..., tuple]], args: Sequence[tf.Tensor]
+    index: tf.Tensor,
+    branches: Sequence[Callable[..., tuple]],
+    args: Sequence[tf.Tensor],
+    groups: Sequence[Sequence[int]] | None = None,
 ) -> tuple:
     """`tf.switch_case(index, [lambda: f(*args) for f in branches])`, differentiable in `args`
     through a second switch that recomputes the chosen branch under a tape.
@@ -228,44 +232,53 @@ def _recomputed_switch(
     The gradient of a `tf.switch_case` itself (cond_v2) makes every branch output the
     intermediates that every other branch's gradient needs, as zeros when not taken: the
     branch of 16 sticks would fill zeros as wide as the cap's branch, and XLA would compile
-    each of them. Here the forward switch keeps no intermediates; the backward switch runs
-    the chosen branch again (O(its width)) and its vector-Jacobian product, so the only
-    full-width work is reading an input's slice and writing its padded gradient.
-    `branches[j](*args)` must be deterministic (stateless draws) and return a tuple of tensors.
+    each of them. Here the forward switch runs on gradient-free inputs and keeps no
+    intermediates; a custom gradient runs the chosen branch again (O(its width)) under a tape
+    in a backward switch, so the only full-width work is reading an input's slice and writing
+    its padded gradient. `branches[j](*args)` must be deterministic (stateless draws) and
+    return a tuple of tensors.
+
+    `groups`: the float outputs by gradient (default: one group of them all); each group gets
+    its own custom gradient, so an output no loss uses (e.g. y when the loss reads ψ) costs no
+    zero-filled upstream gradient and no backward pass.
     """
+    args = [tf.convert_to_tensor(a) for a in args]
     if len(branches) == 1:
         return tuple(branches[0](*args))
+    frozen = [tf.stop_gradient(a) for a in args]
+    outputs = list(tf.switch_case(index, [_bind(f, frozen) for f in branches]))
+    if groups is None:
+        groups = [[i for i, o in enumerate(outputs) if o.dtype.is_floating]]
+    for group in (g for g in groups if g):  # (num_sticks: no float output, no gradient)
+        values = _recomputed_gradient(index, branches, args, [outputs[i] for i in group], group)
+        for i, value in zip(group, values, strict=True):
+            outputs[i] = value
+    return tuple(outputs)
+
+
+def _recomputed_gradient(index, branches, args, values, group) -> tuple:
+    """`values` (outputs `group` of the switch) with the gradient of the chosen branch."""
 
     @tf.custom_gradient
-    def switch(*inputs):
-        outputs = tuple(tf.switch_case(index, [_bind(f, inputs) for f in branches]))
-
+    def attach(*inputs):
         def grad(*upstream):
-            live = [
-                i
-                for i, (o, g) in enumerate(zip(outputs, upstream, strict=True))
-                if g is not None and o.dtype.is_floating
-            ]
-
             def back(f):
                 with tf.GradientTape() as tape:
                     tape.watch(inputs)
                     again = f(*inputs)
                 grads = tape.gradient(
-                    [again[i] for i in live],
+                    [again[i] for i in group],
                     list(inputs),
-                    output_gradients=[upstream[i] for i in live],
+                    output_gradients=list(upstream),
                     unconnected_gradients=tf.UnconnectedGradients.ZERO,
                 )
                 return tuple(grads)
 
-            if not live:
-                return [tf.zeros_like(x) for x in inputs]
             return list(tf.switch_case(index, [_bind(back, (f,)) for f in branches]))
 
-        return outputs, grad
+        return tuple(tf.identity(v) for v in values), grad
 
-    return switch(*[tf.convert_to_tensor(a) for a in args])
+    return attach(*args)
 
 
 def _bind(f: Callable, args: Sequence) -> Callable[[], tuple]:
@@ -476,6 +489,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         noise: Callable[..., tf.Tensor],
         outputs: Callable[..., tuple],
         sizes: tuple[int, ...],
+        groups: Sequence[Sequence[int]] | None = None,
     ) -> tuple:
         """`outputs(z, log_rest, views, *extra)` on the noise of the smallest bucket holding
         every cut: `views` are the parameters of `group` on the bucket's sticks.
@@ -502,7 +516,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
             return outputs(z, LogitStickBreaking.log_remainders(z), views, *args[len(inputs) :])
 
         branches = [lambda *a, j=j: branch(j, *a) for j in range(len(sizes))]
-        return _recomputed_switch(index, branches, [*inputs, *extra])
+        return _recomputed_switch(index, branches, [*inputs, *extra], groups)
 
     def log_sample_from_noise(self, z) -> tf.Tensor:
         """`y = log ψ` `[..., K]` for base noise `z` `[..., K-1]` (see the module docstring).
@@ -571,8 +585,12 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
             )
             return (*out, sticks, self._kl_of_sticks(q_sticks, p_sticks, sticks))
 
+        # Gradients by group: y alone (often unused: ψ is the sample), ψ with the KL.
+        groups = [[0], [1]] if log and psi else [[0]]
+        if prior is not None:
+            groups[-1].append(len(groups) + 1)  # the KL, after the sticks used
         tau = tf.convert_to_tensor(self._temperature)
-        return self._bucketed(group, [tau], noise, outputs, sizes)
+        return self._bucketed(group, [tau], noise, outputs, sizes, groups)
 
     def _standard_blocks(self, n, seed, sizes) -> Callable[[int], tf.Tensor]:
         """`eps(w)`: standard normal noise `[n, ..., width]` for the block whose last stick is
