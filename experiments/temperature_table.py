@@ -16,7 +16,9 @@ Reads the `results.json` of `experiments/grid.py temperature_sample` (and, when 
   pooled standard deviation.
 
 `--json` writes the summary that notebook 11 and docs/results.md show; `--png` draws test
-log-likelihood against τ (mean ± std over seeds, one curve per relaxation).
+log-likelihood against τ (mean ± std over seeds, one curve per relaxation); `--linear-grid` writes
+the grid of the linear VAE at each relaxation's chosen τ (`temperature_sample_linear`), so that the
+τ it runs at comes from the validation choice, not from a hand copy.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
 RELAXATIONS = ("igr_i", "igr_sb", "igr_planar", "gs")
 IGR = ("igr_i", "igr_sb", "igr_planar")
 SCHEDULES = ("anneal", "learned")
@@ -117,6 +120,22 @@ def study(root: Path, seeds: int = 3) -> dict:
     return summary
 
 
+def linear_grid(summary: dict, seeds: list[int]) -> dict:
+    """The grid file of the linear VAE at each relaxation's validation-chosen τ (same config and
+    seeds as the study); one block per relaxation, since each has its own τ."""
+    chosen = summary["chosen"]
+    missing = [d for d in RELAXATIONS if d not in chosen]
+    if missing:
+        raise ValueError(f"no τ chosen yet for {', '.join(missing)}: the study is not finished")
+    comment = (
+        "The temperature study's linear VAE (issue 13): each relaxation at the τ chosen on "
+        "validation by experiments/temperature_table.py (which wrote this file), 3 seeds."
+    )
+    blocks = [{"seed": list(seeds), "arch": ["linear"], "dist": [d],
+               "temperature": [chosen[d]["temperature"]]} for d in RELAXATIONS]  # fmt: skip
+    return {"_comment": comment, "config": "temperature_sample", "grid": blocks}
+
+
 def _fmt(s: dict) -> str:
     if s["n"] == 0:
         return "–"
@@ -154,8 +173,10 @@ def markdown(summary: dict) -> str:
                    f"({g['in_seed_std']:+.1f} seed std).")  # fmt: skip
     if summary["matched_proximity"]:
         out.append("\nAt matched simplex proximity (nearest grid τ to the matched one):")
-        out += [f"- {d}: τ = {m['temperature']:g} (matched {m['target']:g}), "
-                f"{_fmt(m['test_loglik'])}" for d, m in summary["matched_proximity"].items()]
+        out += [
+            f"- {d}: τ = {m['temperature']:g} (matched {m['target']:g}), {_fmt(m['test_loglik'])}"
+            for d, m in summary["matched_proximity"].items()
+        ]
     if summary["linear"]:
         out.append("\nLinear VAE at the chosen τ:")
         out += [f"- {d}: τ = {m['temperature']:g}, {_fmt(m['test_loglik'])}"
@@ -205,9 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="seeds a τ needs to be chosen")
     p.add_argument("--json", type=Path, default=None, help="write the summary here")
     p.add_argument("--png", type=Path, default=None, help="draw the figure here")
+    p.add_argument("--linear-grid", type=Path, default=None,
+                   help="write the linear VAE's grid at the chosen τ here")  # fmt: skip
     args = p.parse_args(argv)
     summary = study(args.runs, args.seeds)
     print(markdown(summary))
+    if args.linear_grid:
+        grid = json.loads((HERE / "grids" / "temperature_sample.json").read_text())
+        seeds = grid["grid"][0]["seed"]
+        text = json.dumps(linear_grid(summary, seeds), indent=2) + "\n"
+        args.linear_grid.write_text(text)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     if args.png:

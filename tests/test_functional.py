@@ -47,9 +47,11 @@ def test_dtypes_and_options():
     assert igr_tf.relaxed_one_hot(params, 0.5, seed=1).dtype == tf.float64
     half = igr_tf.relaxed_one_hot(params.astype(np.float16), 0.01, seed=1)
     assert half.dtype == tf.float16 and np.all(np.isfinite(half.numpy()))
-    sticks = np.zeros((20, 10))  # v ≈ 1/2: the first two sticks cover 3/4 of the stick
+    # z ~ N(0, 0.69²): four sticks cover half the stick except with probability 2e-7 per row
+    # (Monte Carlo; two sticks fail 2.7% of rows, so a bound at two passed by the seed's luck).
+    sticks = np.zeros((20, 10))
     sb = igr_tf.relaxed_one_hot(sticks, 0.5, "igr_sb", seed=1, adaptive=True, threshold=0.5)
-    assert np.all(sb.numpy()[:, 3:] == 0.0)  # categories cut by the adaptive truncation
+    assert np.all(sb.numpy()[:, 5:] == 0.0)  # categories cut by the adaptive truncation
     r = relaxations.get("igr_i", 3, delta=2.0)
     np.testing.assert_allclose(
         igr_tf.relaxed_one_hot(params, 0.5, r, seed=3), r.draw(params, 0.5, seed=3).sample

@@ -29,6 +29,7 @@ from reference import (
 )
 
 from igr_tf import categorical
+from igr_tf.distributions import philox
 from igr_tf.layers import DiscreteLatent, TemperatureSchedule
 
 ALL = ("igr_i", "igr_sb", "igr_planar", "gs", "perturb_exponential")
@@ -59,8 +60,8 @@ def noise(shape, seed, dtype, kind, jit=False):
 
     def draw(seed):
         seed = tfp.random.sanitize_seed(seed)
-        if kind == "normal":
-            return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg="philox")
+        if kind == "normal":  # Box–Muller ops eagerly, XLA's own normal when compiled
+            return philox.standard_normal(shape, seed, dtype)
         tiny = np.finfo(dtype).tiny
         return tf.random.stateless_uniform(
             shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype, alg="philox"

@@ -9,6 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
+import grid  # noqa: E402
+import pytest  # noqa: E402
 import temperature_table  # noqa: E402
 
 
@@ -59,3 +61,30 @@ def test_figure_is_written(tmp_path):
     png = tmp_path / "f.png"
     temperature_table.main([str(tmp_path), "--seeds", "2", "--png", str(png)])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_linear_grid_runs_each_relaxation_at_its_validation_chosen_tau(tmp_path):
+    taus = {"igr_i": (0.1, 0.5), "igr_sb": (0.15, 0.03), "igr_planar": (0.25, 1.0),
+            "gs": (1.0, 0.5)}  # fmt: skip
+    for dist, (good, bad) in taus.items():
+        for seed in (0, 1):
+            _write(tmp_path, dist, good, seed, -100, -130)  # best on validation
+            _write(tmp_path, dist, bad, seed, -110, -90)  # best on test: must not be chosen
+    out = tmp_path / "linear.json"
+    temperature_table.main([str(tmp_path), "--seeds", "2", "--linear-grid", str(out)])
+    name, spec = grid.load_grid(str(out))
+    runs = grid.expand(spec)
+    assert spec["config"] == "temperature_sample"
+    study_seeds = grid.load_grid("temperature_sample")[1]["grid"][0]["seed"]
+    assert len(runs) == 4 * len(study_seeds)
+    assert {(r["dist"], r["temperature"], r["arch"]) for r in runs} == {
+        (d, good, "linear") for d, (good, _) in taus.items()
+    }
+    assert sorted({r["seed"] for r in runs}) == sorted(study_seeds)
+
+
+def test_linear_grid_refuses_an_unfinished_study(tmp_path):
+    for seed in (0, 1):
+        _write(tmp_path, "igr_i", 0.1, seed, -100, -100)
+    with pytest.raises(ValueError, match="no τ chosen yet for igr_sb, igr_planar, gs"):
+        temperature_table.linear_grid(temperature_table.study(tmp_path, seeds=2), [1, 2])

@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
+    cache_util,
     dtype_util,
     parameter_properties,
     tensor_util,
@@ -51,7 +52,16 @@ class Planar(tfb.AutoCompositeTensorBijector):
     non-negative terms: we evaluate that form, which never cancels catastrophically as m → -1.
     (When w = 0 the flow is a shift and log det = 0.)
     ```
+
+    The forward pass hands TFP's bijector cache the log-det it shares tanh(wᵀz + b) with (as
+    TFP's FFJORD does), so `log_prob` of a sample reuses it: one tanh per flow, forward and
+    backward, instead of a second evaluation whose gradient the tape records apart.
     """
+
+    # `_forward` and `_inverse` run through these two, which also return cache attributes.
+    _cache = cache_util.BijectorCacheWithGreedyAttrs(
+        forward_name="_augmented_forward", inverse_name="_augmented_inverse"
+    )
 
     def __init__(
         self,
@@ -144,9 +154,18 @@ class Planar(tfb.AutoCompositeTensorBijector):
     def _tanh_pre(self, z, c) -> tf.Tensor:
         return tf.math.tanh(tf.reduce_sum(c["w"] * z, axis=-1, keepdims=True) + c["b"])
 
-    def _forward(self, z):
+    def _augmented_forward(self, z):
+        """`(f(z), {"ildj": -log|det ∂f/∂z|})` from one evaluation of tanh(wᵀz + b)."""
         c = self._constrained()
-        return z + c["u_hat"] * self._tanh_pre(z, c)
+        t = self._tanh_pre(z, c)
+        return z + c["u_hat"] * t, {"ildj": -self._log_det_from_tanh(t, c)}
+
+    def _augmented_inverse(self, y):
+        # The log-det of an inverse is TFP's fallback, -fldj(x), on the x found here.
+        return self._inverse(y), None
+
+    def _forward(self, z):
+        return self._augmented_forward(z)[0]
 
     def _inverse(self, y):
         c = self._constrained()
@@ -184,7 +203,11 @@ class Planar(tfb.AutoCompositeTensorBijector):
 
     def _forward_log_det_jacobian(self, z):
         c = self._constrained()
-        t = self._tanh_pre(z, c)  # the same tensor expression as in _forward: XLA shares it
+        return self._log_det_from_tanh(self._tanh_pre(z, c), c)
+
+    @staticmethod
+    def _log_det_from_tanh(t, c) -> tf.Tensor:
+        """`log(1 + (1 - t²) wᵀû)` `[...]` from `t = tanh(wᵀz + b)` `[..., 1]`."""
         # det = 1 + (1 - t²) wᵀû = t² + (1 + wᵀû)(1 - t²): two non-negative terms, no
         # cancellation as wᵀû → -1; 1 - t² loses digits only where it is below float eps, where
         # det = 1 to that precision anyway.

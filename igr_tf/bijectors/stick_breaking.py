@@ -8,7 +8,7 @@ from tensorflow_probability.python.internal import assert_util
 from tensorflow_probability.python.internal import prefer_static as ps
 
 from igr_tf._checks import simplex_assertions
-from igr_tf._ops import cumsum_last
+from igr_tf._ops import cumsum_last, softplus
 from igr_tf.bijectors._simplex_shape import OntoSimplexShape
 
 tfb = tfp.bijectors
@@ -162,7 +162,7 @@ class LogitStickBreaking(tfb.AutoCompositeTensorBijector):
 
         `r_k = Π_{j≤k} (1 - σ(z_j))`, so `1 - r_k` is the mass broken off by the first k sticks.
         """
-        return -cumsum_last(tf.math.softplus(tf.convert_to_tensor(z)))
+        return -cumsum_last(softplus(tf.convert_to_tensor(z)))
 
     @classmethod
     def log_pieces(cls, z, log_remainders=None) -> tf.Tensor:
@@ -175,7 +175,7 @@ class LogitStickBreaking(tfb.AutoCompositeTensorBijector):
         return tf.concat([z + log_rest, log_rest[..., -1:]], axis=-1)
 
     def _forward(self, z):
-        return z + cumsum_last(tf.math.softplus(z), exclusive=True, reverse=True)
+        return z + cumsum_last(softplus(z), exclusive=True, reverse=True)
 
     def _inverse(self, x):
         zeros = tf.zeros_like(x[..., :1])

@@ -75,6 +75,7 @@ from tensorflow_probability.python.internal import (
 )
 from tensorflow_probability.python.internal import prefer_static as ps
 
+from igr_tf._ops import softplus
 from igr_tf.bijectors import LogitStickBreaking
 from igr_tf.distributions import philox
 from igr_tf.distributions.igr import gaussian_base
@@ -476,7 +477,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
             if j + 1 < len(sizes):  # the stick left after block j decides on block j + 1
 
                 def extend(j=j, left=left):
-                    broken = tf.math.softplus(noise_block(j))
+                    broken = softplus(noise_block(j))
                     return left - tf.reduce_sum(broken, axis=-1, keepdims=True)
 
                 left = tf.cond(need, extend, lambda left=left: tf.identity(left))
@@ -606,15 +607,10 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
 
         def draw(w: int) -> tf.Tensor:
             j, width = blocks[w]
-            return tf.random.stateless_normal(
-                ps.concat([[n], batch, [width]], 0),
-                seed=seeds[j],
-                dtype=self.dtype,
-                alg=philox.ALGORITHM,
-            )
+            return philox.standard_normal(ps.concat([[n], batch, [width]], 0), seeds[j], self.dtype)
 
         # The first block is always used: drawn once, here, not again by every branch (and by
-        # the gradient's recomputation); Philox normals cost as much as the rest of the block.
+        # the gradient's recomputation).
         first = draw(sizes[0])
         return lambda w: first if w == sizes[0] else draw(w)
 

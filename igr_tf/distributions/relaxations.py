@@ -46,6 +46,7 @@ from tensorflow_probability.python.internal import tensor_util
 
 from igr_tf import categorical
 from igr_tf._checks import as_dtype, check_num_categories, check_positive, check_positive_int
+from igr_tf._ops import softplus
 from igr_tf.bijectors import LogitStickBreaking, LogSoftmaxPlusPlus
 from igr_tf.distributions import igr, philox
 from igr_tf.distributions.adaptive import AdaptiveIGRStickBreaking, StickRow
@@ -286,7 +287,7 @@ class _IGR(Relaxation):
         """Encoder outputs `[..., V, 2(K-1)]` -> (loc, scale) with scale = softplus(ξ) + 1e-4."""
         params = self.split(params)
         loc, raw = tf.split(params, 2, axis=-1)
-        return loc, tf.math.softplus(raw) + _MIN_SCALE
+        return loc, softplus(raw) + _MIN_SCALE
 
     def map(self, weights=None) -> tfb.Bijector | None:
         """The invertible map h (None: the identity)."""
