@@ -47,7 +47,16 @@ y equals the masked computation on `z = [drawn blocks, fresh noise for the rest]
 `N(loc, scale)` draw. (`log_sample_from_noise(z)` runs the same buckets on slices of a given z.)
 `log_prob`, `kl_given_truncation` and `num_sticks` work on the smallest bucket holding the value's
 largest n (one `tf.switch_case`), read at the bucket edges (`n ≤ w` iff category w + 2 is cut).
-Only the output itself (its `-inf` padding, and ψ = exp y in ψ space) is O(K).
+
+What stays O(K) is one read and one write per tensor: the chosen branch slices each parameter
+once to its sticks (loc and scale given as rows of one tensor `[..., 2, K-1]` by `StickRow`, as
+the relaxation passes the encoder outputs, are one slice), and writes the output padded in one
+`tf.pad` (-inf for y; zeros for ψ = exp y, computed on the sticks used). The switches are not
+differentiated by cond_v2 (whose gradient makes every branch output, as zeros when not taken,
+the intermediates of every other branch: O(K) fills in the 16-stick branch, and a large program
+for XLA) but by a custom gradient that runs the chosen branch again under a tape in a second
+switch (`_recomputed_switch`); a parameter's gradient is then one `tf.pad` of the bucket's
+gradient to the full width.
 """
 
 from __future__ import annotations
@@ -74,7 +83,7 @@ from igr_tf.distributions.igr import gaussian_base
 tfd = tfp.distributions
 tfb = tfp.bijectors
 
-__all__ = ["AdaptiveIGRStickBreaking", "bucket_sizes"]
+__all__ = ["AdaptiveIGRStickBreaking", "StickRow", "bucket_sizes"]
 
 #: Default buckets: FIRST_BUCKET · BUCKET_GROWTH^i sticks below the cap, then the cap.
 FIRST_BUCKET = 16
@@ -110,32 +119,171 @@ def _widths(sizes: Sequence[int]) -> list[int]:
     return [sizes[0], *(b - a for a, b in zip(sizes, sizes[1:], strict=False))]
 
 
-class _Sticks:
-    """A parameter `[..., K-1]` (or `[..., 1]`, broadcasting) cut once at the bucket edges,
-    outside any branch: a branch then captures only the blocks it uses (so the gradient of a
-    branch is no bigger than its blocks), and an elementwise `DeferredTensor` (a scale passed as
-    `DeferredTensor(raw, tfb.Softplus(low=...))`) is transformed on those blocks only."""
+class StickRow:
+    """`x[..., row, :]`, then an elementwise bijector: a parameter `[..., K-1]` stored as one
+    row of a tensor `[..., 2, K-1]` (e.g. the encoder outputs of loc and raw scale), as the
+    `transform_fn` of a `tfp.util.DeferredTensor`.
 
-    def __init__(self, x, sizes: Sequence[int]) -> None:
-        self._bijector = _elementwise_bijector(x)
-        raw = tf.convert_to_tensor(x.pretransformed_input if self._bijector is not None else x)
-        self._whole = len(sizes) <= 1 or raw.shape[-1] == 1
-        self._pieces = [raw] if self._whole else tf.split(raw, _widths(sizes), axis=-1)
+    `AdaptiveIGRStickBreaking` reads such parameters from the shared tensor: a bucket slices
+    the columns of its sticks once for both rows, and its gradient is one padded write.
+    """
 
-    def _map(self, t: tf.Tensor) -> tf.Tensor:
+    def __init__(self, row: int, bijector: tfb.Bijector | None = None) -> None:
+        self.row = int(row)
+        self.bijector = bijector
+        self.__name__ = f"stick_row_{self.row}"  # DeferredTensor names its transform by it
+
+    def __call__(self, x) -> tf.Tensor:
+        x = tf.convert_to_tensor(x)[..., self.row, :]
+        return x if self.bijector is None else self.bijector.forward(x)
+
+
+class _Param:
+    """A parameter `[..., K-1]` (or `[..., 1]`, broadcasting) as a raw tensor that a branch
+    slices by sticks, and the map from those columns to the parameter: a row of a shared
+    tensor (`StickRow`) and an elementwise bijector (a scale passed as
+    `DeferredTensor(raw, tfb.Softplus(low=...))` is transformed on the sticks used only)."""
+
+    def __init__(self, x) -> None:
+        self.row, bijector = None, None
+        fn = getattr(x, "transform_fn", None)
+        if isinstance(x, tfp.util.DeferredTensor) and isinstance(fn, StickRow):
+            self.row, bijector = fn.row, fn.bijector
+        else:
+            bijector = _elementwise_bijector(x)
+        if bijector is not None and bijector.trainable_variables:
+            # A branch must see its variables as inputs: transform the parameter whole.
+            self.row, bijector = None, None
+        self._bijector = bijector
+        direct = bijector is None and self.row is None
+        self.raw = tf.convert_to_tensor(x if direct else x.pretransformed_input)
+
+    def view(self, columns: tf.Tensor) -> tf.Tensor:
+        """The parameter from `columns`, the raw tensor on some sticks (`_columns`)."""
+        if self.row is not None:
+            columns = columns[..., self.row, :]
+        if self._bijector is None:
+            return columns
         # A fresh tensor per call: the bijector caches forward() by input, and a cached output
         # made inside one branch cannot be read from another.
-        return t if self._bijector is None else self._bijector.forward(tf.identity(t))
+        return self._bijector.forward(tf.identity(columns))
 
-    def block(self, j: int) -> tf.Tensor:
-        """The sticks of block j."""
-        return self._map(self._pieces[0 if self._whole else j])
 
-    def prefix(self, j: int) -> tf.Tensor:
-        """The sticks of blocks 0..j (the first `sizes[j]` sticks)."""
-        if self._whole or j == 0:
-            return self._map(self._pieces[0])
-        return self._map(tf.concat(self._pieces[: j + 1], axis=-1))
+def _batch_shape(x):
+    """The shape of a parameter `[..., K-1]` less its last axis (static when known: a
+    `DeferredTensor` is not transformed for it)."""
+    shape = tf.TensorShape(x.shape)
+    if shape.is_fully_defined():
+        return shape[:-1]
+    return ps.shape(tf.convert_to_tensor(x))[:-1]
+
+
+def _columns(raw: tf.Tensor, start: int = 0, stop: int | None = None) -> tf.Tensor:
+    """`raw` on sticks `start+1..stop` (its last axis; None: to the end): not sliced when that
+    is all of it, or when it broadcasts (width 1)."""
+    width = raw.shape[-1]
+    if width == 1 or (start == 0 and stop in (None, width)):
+        return raw
+    if start == 0 and width is not None:
+        return _head(raw, stop)
+    return raw[..., start:stop]
+
+
+def _head(raw: tf.Tensor, stop: int) -> tf.Tensor:
+    """`raw[..., :stop]` as a `tf.slice`, whose gradient is one `tf.pad` of the slice's gradient
+    (a strided slice's is `StridedSliceGrad`, slower for the full-width gradient of a bucket)."""
+    rank = raw.shape.rank
+    if rank is None:
+        return raw[..., :stop]
+    return tf.slice(raw, [0] * rank, [-1] * (rank - 1) + [stop])
+
+
+class _Group:
+    """Parameters a bucket reads, as the distinct raw tensors a branch takes as inputs (a
+    tensor shared by two parameters is one input, sliced once)."""
+
+    def __init__(self, xs) -> None:
+        self.params = [_Param(x) for x in xs]
+        self.inputs: list[tf.Tensor] = []
+        self._arg: list[int] = []
+        seen: dict = {}
+        for param in self.params:
+            key = param.raw.ref()
+            if key not in seen:
+                seen[key] = len(self.inputs)
+                self.inputs.append(param.raw)
+            self._arg.append(seen[key])
+
+    def views(self, inputs: Sequence[tf.Tensor], start: int = 0, stop: int | None = None):
+        """The parameters on sticks `start+1..stop`, from `inputs` (the raw tensors, or the
+        same tensors as a branch's inputs)."""
+        cols = [_columns(x, start, stop) for x in inputs]
+        return [p.view(cols[i]) for p, i in zip(self.params, self._arg, strict=True)]
+
+
+def _recomputed_switch(
+    index: tf.Tensor,
+    branches: Sequence[Callable[..., tuple]],
+    args: Sequence[tf.Tensor],
+    groups: Sequence[Sequence[int]] | None = None,
+) -> tuple:
+    """`tf.switch_case(index, [lambda: f(*args) for f in branches])`, differentiable in `args`
+    through a second switch that recomputes the chosen branch under a tape.
+
+    The gradient of a `tf.switch_case` itself (cond_v2) makes every branch output the
+    intermediates that every other branch's gradient needs, as zeros when not taken: the
+    branch of 16 sticks would fill zeros as wide as the cap's branch, and XLA would compile
+    each of them. Here the forward switch runs on gradient-free inputs and keeps no
+    intermediates; a custom gradient runs the chosen branch again (O(its width)) under a tape
+    in a backward switch, so the only full-width work is reading an input's slice and writing
+    its padded gradient. `branches[j](*args)` must be deterministic (stateless draws) and
+    return a tuple of tensors.
+
+    `groups`: the float outputs by gradient (default: one group of them all); each group gets
+    its own custom gradient, so an output no loss uses (e.g. y when the loss reads ψ) costs no
+    zero-filled upstream gradient and no backward pass.
+    """
+    args = [tf.convert_to_tensor(a) for a in args]
+    if len(branches) == 1:
+        return tuple(branches[0](*args))
+    frozen = [tf.stop_gradient(a) for a in args]
+    outputs = list(tf.switch_case(index, [_bind(f, frozen) for f in branches]))
+    if groups is None:
+        groups = [[i for i, o in enumerate(outputs) if o.dtype.is_floating]]
+    for group in (g for g in groups if g):  # (num_sticks: no float output, no gradient)
+        values = _recomputed_gradient(index, branches, args, [outputs[i] for i in group], group)
+        for i, value in zip(group, values, strict=True):
+            outputs[i] = value
+    return tuple(outputs)
+
+
+def _recomputed_gradient(index, branches, args, values, group) -> tuple:
+    """`values` (outputs `group` of the switch) with the gradient of the chosen branch."""
+
+    @tf.custom_gradient
+    def attach(*inputs):
+        def grad(*upstream):
+            def back(f):
+                with tf.GradientTape() as tape:
+                    tape.watch(inputs)
+                    again = f(*inputs)
+                grads = tape.gradient(
+                    [again[i] for i in group],
+                    list(inputs),
+                    output_gradients=list(upstream),
+                    unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                )
+                return tuple(grads)
+
+            return list(tf.switch_case(index, [_bind(back, (f,)) for f in branches]))
+
+        return tuple(tf.identity(v) for v in values), grad
+
+    return attach(*args)
+
+
+def _bind(f: Callable, args: Sequence) -> Callable[[], tuple]:
+    return lambda: tuple(f(*args))
 
 
 def _check_buckets(buckets) -> tuple[int, ...] | None:
@@ -276,7 +424,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
     def _positions(self, like: tf.Tensor) -> tf.Tensor:
         return tf.range(1, ps.shape(like)[-1] + 1)
 
-    def _log_sample(self, z: tf.Tensor, log_rest: tf.Tensor) -> tf.Tensor:
+    def _log_sample(self, z: tf.Tensor, log_rest: tf.Tensor, tau=None) -> tf.Tensor:
         """`y` `[..., w+1]` from the first w sticks' noise z and log remainders `[..., w]`."""
         log_eta = LogitStickBreaking.log_pieces(z, log_rest)
         n = self._sticks_used(log_rest)[..., tf.newaxis]
@@ -288,40 +436,38 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         ell = tf.where(pos <= n, log_eta, log_rest_n)
         # Cut categories stay out of the division by τ: -inf / τ has gradient inf · 0 = NaN with
         # respect to τ, which would poison a trainable temperature.
-        tau = tf.convert_to_tensor(self._temperature)[..., tf.newaxis]
+        tau = tf.convert_to_tensor(self._temperature if tau is None else tau)[..., tf.newaxis]
         safe = tf.where(kept, ell, tf.zeros_like(ell))
         # Times 1/τ (see SoftmaxPlusPlus.logits: a per-entry division by a run-time τ is slow).
         scaled = tf.where(kept, safe * tf.math.reciprocal(tau), tf.constant(-np.inf, ell.dtype))
         return tf.math.log_softmax(scaled, axis=-1)
 
     @staticmethod
-    def _pad(y: tf.Tensor, num_categories: int) -> tf.Tensor:
-        """`y` `[..., w+1]` padded with `-inf` to `[..., K]`."""
+    def _pad(y: tf.Tensor, num_categories: int, fill: float = -np.inf) -> tf.Tensor:
+        """`y` `[..., w+1]` padded with `fill` (-inf: cut categories in log space) to `[..., K]`,
+        in one op (its gradient is one slice)."""
         missing = num_categories - int(y.shape[-1])
         if missing == 0:
             return y
-        fill = tf.fill(ps.concat([ps.shape(y)[:-1], [missing]], 0), tf.constant(-np.inf, y.dtype))
-        return tf.concat([y, fill], axis=-1)
+        paddings = tf.concat(
+            [tf.zeros([tf.rank(y) - 1, 2], tf.int32), tf.constant([[0, missing]], tf.int32)], 0
+        )
+        return tf.pad(y, paddings, constant_values=tf.constant(fill, y.dtype))
 
-    def _bucketed_log_sample(
+    def _choose_bucket(
         self, noise_block: Callable[[int], tf.Tensor], sizes: tuple[int, ...]
     ) -> tf.Tensor:
-        """`y` `[..., K]` drawing noise block by block: `noise_block(j)` is z for block j, the
-        sticks `sizes[j-1]+1..sizes[j]` (deterministic: a stateless draw or a slice); block j is
-        used only if block j-1 was and a variable is still uncovered after it.
+        """The number of noise blocks used (int32): block j is used only if block j-1 was and a
+        variable is still uncovered after it. `noise_block(j)` is z for block j (the sticks
+        `sizes[j-1]+1..sizes[j]`), called on gradient-free inputs: a decision is discrete.
 
         One flat `tf.cond` per block carries only the stick left, `[..., 1]`, to the next
-        decision (nested conds would break the gradient of custom-gradient ops inside them, e.g.
-        TFP's Softplus bijector of a deferred scale: a cond_v2 limitation); then one
-        `tf.switch_case` on the number of blocks used computes the sample on them, drawing the
-        blocks after the first again (the same values: `noise_block` is deterministic). Carrying
-        the blocks themselves out of the conds would make the skipping branch fill placeholders
-        as wide as the blocks it skips: O(K) work for a batch that needs the first bucket only.
+        decision (carrying the blocks themselves out would make the skipping branch fill
+        placeholders as wide as the blocks it skips: O(K) work for a batch that needs the first
+        bucket only).
         """
         limit = math.log1p(-self._threshold)
-        z0 = noise_block(0)
-        rest0 = LogitStickBreaking.log_remainders(z0)
-        left = rest0[..., -1:]
+        left = LogitStickBreaking.log_remainders(noise_block(0))[..., -1:]
         need = None
         used = []
         for j in range(1, len(sizes)):
@@ -335,16 +481,43 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
                     return left - tf.reduce_sum(broken, axis=-1, keepdims=True)
 
                 left = tf.cond(need, extend, lambda left=left: tf.identity(left))
+        return tf.add_n(used)
 
-        def finish(j: int) -> tf.Tensor:
-            if j == 0:
-                z, log_rest = z0, rest0
-            else:
-                z = tf.concat([z0, *(noise_block(i) for i in range(1, j + 1))], axis=-1)
-                log_rest = LogitStickBreaking.log_remainders(z)
-            return self._pad(self._log_sample(z, log_rest), sizes[-1] + 1)
+    def _bucketed(
+        self,
+        group: _Group,
+        extra: Sequence[tf.Tensor],
+        noise: Callable[..., tf.Tensor],
+        outputs: Callable[..., tuple],
+        sizes: tuple[int, ...],
+        groups: Sequence[Sequence[int]] | None = None,
+    ) -> tuple:
+        """`outputs(z, log_rest, views, *extra)` on the noise of the smallest bucket holding
+        every cut: `views` are the parameters of `group` on the bucket's sticks.
 
-        return tf.switch_case(tf.add_n(used), [lambda j=j: finish(j) for j in range(len(sizes))])
+        `noise(start, stop, views)`: z on sticks `start+1..stop` from the parameters on those
+        sticks (deterministic: a stateless draw or a slice). The bucket is chosen on
+        gradient-free inputs; the chosen branch slices each input once to its first `sizes[j]`
+        sticks, and `_recomputed_switch` differentiates it. The law is the full draw's (see the
+        module docstring).
+        """
+        inputs = group.inputs
+        frozen = [tf.stop_gradient(x) for x in inputs]
+        edges = (0, *sizes)
+
+        def block(j: int) -> tf.Tensor:
+            start, stop = edges[j], edges[j + 1]
+            return noise(start, stop, group.views(frozen, start, stop))
+
+        index = self._choose_bucket(block, sizes)
+
+        def branch(j: int, *args) -> tuple:
+            views = group.views(args[: len(inputs)], 0, sizes[j])
+            z = noise(0, sizes[j], views)
+            return outputs(z, LogitStickBreaking.log_remainders(z), views, *args[len(inputs) :])
+
+        branches = [lambda *a, j=j: branch(j, *a) for j in range(len(sizes))]
+        return _recomputed_switch(index, branches, [*inputs, *extra], groups)
 
     def log_sample_from_noise(self, z) -> tf.Tensor:
         """`y = log ψ` `[..., K]` for base noise `z` `[..., K-1]` (see the module docstring).
@@ -356,31 +529,101 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         sizes = self.buckets
         if len(sizes) <= 1 or z.shape[-1] != sizes[-1]:
             return self._log_sample(z, LogitStickBreaking.log_remainders(z))
-        blocks = tf.split(z, _widths(sizes), axis=-1)
-        return self._bucketed_log_sample(lambda j: blocks[j], sizes)
+
+        def outputs(z_head, log_rest, views, tau):
+            return (self._pad(self._log_sample(z_head, log_rest, tau), sizes[-1] + 1),)
+
+        tau = tf.convert_to_tensor(self._temperature)
+        return self._bucketed(
+            _Group([z]), [tau], lambda start, stop, views: views[0], outputs, sizes
+        )[0]
 
     def _sample_n(self, n, seed=None):
         sizes = self.buckets
         if len(sizes) <= 1:
             y = self.log_sample_from_noise(self.base.sample(n, seed=seed))
-        else:
-            y = self._bucketed_log_sample(self._noise_blocks(n, seed, sizes), sizes)
-        return y if self._log_space else tf.exp(y)
+            return y if self._log_space else tf.exp(y)
+        return self._draw(n, seed, log=self._log_space, psi=not self._log_space)[0]
 
-    def _noise_blocks(self, n, seed, sizes: tuple[int, ...]) -> Callable[[int], tf.Tensor]:
-        """`block(j)`: `[n, ..., w_j - w_{j-1}]` draws of z for the sticks of block j, each block
-        from its own Philox stream (split from `seed`): independent whichever are drawn."""
+    def _draw(
+        self,
+        n,
+        seed,
+        log: bool = True,
+        psi: bool = False,
+        prior: AdaptiveIGRStickBreaking | None = None,
+    ) -> tuple:
+        """`n` bucketed draws: y = log ψ (if `log`), ψ (if `psi`), then, with a `prior`, the
+        sticks used (int32) and `kl_given_truncation(prior, y)` computed in the same branch.
+
+        ψ is the branch's `exp(y)` padded with zeros (not `exp` of the padded y: O(sticks used)
+        work, and the same values and gradients, since `exp(-inf) = 0`).
+        """
+        sizes = self.buckets
+        cap = sizes[-1]
+        mine = [self._loc, self._scale]
+        group = _Group(mine if prior is None else [*mine, prior._loc, prior._scale])
+        eps = self._standard_blocks(n, seed, sizes)
+
+        def noise(start, stop, views):
+            loc, scale = views[:2]
+            if start > 0:  # one block, in the decision stage
+                return loc + scale * eps(stop)
+            head = [eps(w) for w in sizes if w <= stop]
+            return loc + scale * (head[0] if len(head) == 1 else tf.concat(head, axis=-1))
+
+        def outputs(z, log_rest, views, tau):
+            y = self._log_sample(z, log_rest, tau)
+            out = (self._pad(y, cap + 1),) if log else ()
+            if psi:
+                out += (self._pad(tf.exp(y), cap + 1, 0.0),)
+            if prior is None:
+                return out
+            sticks = self._sticks_used(log_rest)
+            q_sticks, p_sticks = (
+                tfd.Normal(loc, scale, validate_args=self.validate_args)
+                for loc, scale in (views[:2], views[2:])
+            )
+            return (*out, sticks, self._kl_of_sticks(q_sticks, p_sticks, sticks))
+
+        # Gradients by group: y alone (often unused: ψ is the sample), ψ with the KL.
+        groups = [[0], [1]] if log and psi else [[0]]
+        if prior is not None:
+            groups[-1].append(len(groups) + 1)  # the KL, after the sticks used
+        tau = tf.convert_to_tensor(self._temperature)
+        return self._bucketed(group, [tau], noise, outputs, sizes, groups)
+
+    def _standard_blocks(self, n, seed, sizes) -> Callable[[int], tf.Tensor]:
+        """`eps(w)`: standard normal noise `[n, ..., width]` for the block whose last stick is
+        `w`, each block from its own Philox stream (split from `seed`): independent whichever
+        are used. Drawn where it is called (in the branch that uses it), but for the first."""
         seeds = tf.random.experimental.stateless_split(
             samplers.sanitize_seed(seed), len(sizes), alg=philox.ALGORITHM
         )
-        locs, scales = _Sticks(self._loc, sizes), _Sticks(self._scale, sizes)
-        widths = _widths(sizes)
+        batch = ps.broadcast_shape(_batch_shape(self._loc), _batch_shape(self._scale))
+        blocks = {
+            w: (j, width) for j, (w, width) in enumerate(zip(sizes, _widths(sizes), strict=True))
+        }
+
+        def draw(w: int) -> tf.Tensor:
+            j, width = blocks[w]
+            return philox.standard_normal(ps.concat([[n], batch, [width]], 0), seeds[j], self.dtype)
+
+        # The first block is always used: drawn once, here, not again by every branch (and by
+        # the gradient's recomputation).
+        first = draw(sizes[0])
+        return lambda w: first if w == sizes[0] else draw(w)
+
+    def _noise_blocks(self, n, seed, sizes: tuple[int, ...]) -> Callable[[int], tf.Tensor]:
+        """`block(j)`: `[n, ..., w_j - w_{j-1}]` draws of z for the sticks of block j: the noise
+        a bucketed draw from `seed` uses (or skips)."""
+        group = _Group([self._loc, self._scale])
+        eps = self._standard_blocks(n, seed, sizes)
+        edges = (0, *sizes)
 
         def block(j: int) -> tf.Tensor:
-            loc, scale = locs.block(j), scales.block(j)
-            batch = ps.broadcast_shape(ps.shape(loc)[:-1], ps.shape(scale)[:-1])
-            shape = ps.concat([[n], batch, [widths[j]]], 0)
-            return loc + scale * philox.standard_normal(shape, seeds[j], self.dtype)
+            loc, scale = group.views(group.inputs, edges[j], edges[j + 1])
+            return loc + scale * eps(edges[j + 1])
 
         return block
 
@@ -394,55 +637,71 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         """Whether entries of a value are inside the cut (finite log ψ, nonzero ψ)."""
         return value > (-np.inf if self._log_space else 0.0)
 
-    def _by_bucket(self, value, fn: Callable[[int, tf.Tensor, tf.Tensor], tf.Tensor]):
-        """`fn(j, y, n)` in the smallest bucket `sizes[j]` holding every cut of `value`: `y` is
-        log ψ on the first `sizes[j] + 1` categories (all the live ones), `n` the sticks used.
+    def _by_bucket(
+        self,
+        value,
+        fn: Callable[..., tf.Tensor],
+        group: _Group | None = None,
+        extra: Sequence[tf.Tensor] = (),
+        differentiable: bool = False,
+    ) -> tf.Tensor:
+        """`fn(j, y, n, views, *extra)` in the smallest bucket `sizes[j]` holding every cut of
+        `value`: `y` is log ψ on the first `sizes[j] + 1` categories (all the live ones), `n`
+        the sticks used, `views` the parameters of `group` on the first `sizes[j]` sticks;
+        the result is differentiable in the group's parameters, `extra` and, if
+        `differentiable`, the value.
 
         The bucket is read at its edges only: `n ≤ w` iff category `w + 2` is cut (the live
         categories are the first `n + 1`), so choosing it costs one `[...]` slice per bucket and
-        the branch then reads `w + 1` categories, not K. One bucket: `fn(0, log ψ, n)`.
+        the branch then reads `w + 1` categories, not K. One bucket: every stick.
         """
         value = tf.convert_to_tensor(value, dtype=self.dtype)
         sizes = self.buckets
+        group = group or _Group([])
+        inputs = group.inputs
 
-        def branch(j: int) -> tf.Tensor:
-            head = value if len(sizes) <= 1 else value[..., : sizes[j] + 1]
-            y = self._log_values(head)
-            return fn(j, y, self._num_sticks_of_log(y))
+        def branch(j: int | None, value: tf.Tensor, *args) -> tuple:
+            width = None if j is None else sizes[j]
+            y = self._log_values(value if j is None else value[..., : width + 1])
+            views = group.views(args[: len(inputs)], 0, width)
+            return (fn(j, y, self._num_sticks_of_log(y), views, *args[len(inputs) :]),)
 
         if len(sizes) <= 1:
-            return branch(0)
+            return branch(None, value, *inputs, *extra)[0]
         beyond = [
             tf.cast(tf.reduce_any(self._live(value[..., w + 1])), tf.int32) for w in sizes[:-1]
         ]
-        return tf.switch_case(tf.add_n(beyond), [lambda j=j: branch(j) for j in range(len(sizes))])
+        index = tf.add_n(beyond)
+        if differentiable:
+            branches = [lambda *a, j=j: branch(j, *a) for j in range(len(sizes))]
+            return _recomputed_switch(index, branches, [value, *inputs, *extra])[0]
+        branches = [lambda *a, j=j: branch(j, value, *a) for j in range(len(sizes))]
+        return _recomputed_switch(index, branches, [*inputs, *extra])[0]
 
     def num_sticks(self, value) -> tf.Tensor:
         """Sticks used `n` (int32, `[...]`) by a value of this distribution: the cut is after
         the last live (finite in log space, nonzero in ψ space) entry minus one."""
-        return self._by_bucket(value, lambda j, y, n: n)
+        return self._by_bucket(value, lambda j, y, n, views: n)
 
     def _num_sticks_of_log(self, y: tf.Tensor) -> tf.Tensor:
         pos = self._positions(y)
         last_live = tf.reduce_max(tf.where(y > -np.inf, pos, tf.zeros_like(pos)), axis=-1)
         return tf.maximum(last_live - 1, 1)
 
-    def _normals(self, sizes: tuple[int, ...]) -> Callable[[int], tfd.Distribution]:
-        """`normal(j)`: the noise of the first `sizes[j]` sticks, `N(loc, scale)` on them (the
-        parameters are cut here, outside the branches that call it)."""
-        locs, scales = _Sticks(self._loc, sizes), _Sticks(self._scale, sizes)
-        return lambda j: tfd.Normal(
-            locs.prefix(j), scales.prefix(j), validate_args=self.validate_args
-        )
-
     # --- densities -------------------------------------------------------------------------------
     def _log_prob(self, value):
-        normal = self._normals(self.buckets)
         cap = ps.shape(value)[-1] - 1
-        return self._by_bucket(value, lambda j, y, n: self._face_log_prob(y, n, normal(j), cap))
+
+        def log_prob(j, y, n, views, tau):
+            normal = tfd.Normal(*views, validate_args=self.validate_args)
+            return self._face_log_prob(y, n, normal, cap, tau)
+
+        tau = tf.convert_to_tensor(self._temperature)
+        group = _Group([self._loc, self._scale])
+        return self._by_bucket(value, log_prob, group, [tau], differentiable=True)
 
     def _face_log_prob(
-        self, y: tf.Tensor, n: tf.Tensor, normal: tfd.Distribution, cap
+        self, y: tf.Tensor, n: tf.Tensor, normal: tfd.Distribution, cap, tau=None
     ) -> tf.Tensor:
         """log q(y) from the first w + 1 entries of y, every n ≤ w (`normal`: the noise of the
         first w sticks); `cap` = K - 1."""
@@ -450,10 +709,12 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         pos = self._positions(y)
         kept = pos <= n_ + 1
         used = pos[:-1] <= n_
-        tau = tf.convert_to_tensor(self._temperature)
+        tau = tf.convert_to_tensor(self._temperature if tau is None else tau)
         # τ (y_k - y_{n+1}) = log η_k - log r_n; invert the (n+1)-category stick breaking.
         y_last = tf.reduce_sum(tf.where(pos == n_ + 1, y, tf.zeros_like(y)), -1, keepdims=True)
-        t = tf.where(kept, tau[..., tf.newaxis] * (y - y_last), tf.constant(-np.inf, y.dtype))
+        # Cut entries (-inf) stay out of the product with τ: its gradient would be -inf · 0.
+        gap = tf.where(kept, y - y_last, tf.zeros_like(y))
+        t = tf.where(kept, tau[..., tf.newaxis] * gap, tf.constant(-np.inf, y.dtype))
         tail = tf.math.cumulative_logsumexp(t, axis=-1, exclusive=True, reverse=True)
         z = tf.where(used, t[..., :-1] - tail[..., :-1], tf.zeros_like(y[..., :-1]))
         log_noise = tf.reduce_sum(tf.where(used, normal.log_prob(z), tf.zeros_like(z)), axis=-1)
@@ -484,17 +745,42 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         cut_ok = (n == cap) | (at_n <= limit + slack)
         return before_ok & cut_ok
 
+    @staticmethod
+    def _kl_of_sticks(mine: tfd.Distribution, theirs: tfd.Distribution, n: tf.Tensor):
+        """`Σ_{k ≤ n} KL(mine_k ‖ theirs_k)` over the sticks of two `Normal`s `[..., w]`."""
+        per_stick = tfd.kl_divergence(mine, theirs)
+        used = tf.range(1, ps.shape(per_stick)[-1] + 1) <= n[..., tf.newaxis]
+        return tf.reduce_sum(tf.where(used, per_stick, tf.zeros_like(per_stick)), axis=-1)
+
     def kl_given_truncation(self, other: AdaptiveIGRStickBreaking, value) -> tf.Tensor:
         """`Σ_{k ≤ n} KL(N(loc_k, scale_k) ‖ N(other.loc_k, other.scale_k))` at the value's `n`.
 
         An unbiased, Rao-Blackwellised estimate of `KL(self ‖ other)` for `value ~ self` (see
         the module docstring); `other` must cut the stick with the same rule.
         """
-        mine, theirs = self._normals(self.buckets), other._normals(self.buckets)
 
-        def kl(j: int, y: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
-            per_stick = tfd.kl_divergence(mine(j), theirs(j))
-            used = self._positions(per_stick) <= n[..., tf.newaxis]
-            return tf.reduce_sum(tf.where(used, per_stick, tf.zeros_like(per_stick)), axis=-1)
+        def kl(j, y, n, views):
+            mine, theirs = (
+                tfd.Normal(loc, scale, validate_args=self.validate_args)
+                for loc, scale in (views[:2], views[2:])
+            )
+            return self._kl_of_sticks(mine, theirs, n)
 
-        return self._by_bucket(value, kl)
+        group = _Group([self._loc, self._scale, other._loc, other._scale])
+        return self._by_bucket(value, kl, group)
+
+    def _sample_and_kl(self, other: AdaptiveIGRStickBreaking, seed=None) -> tuple:
+        """One draw in log space, `(y, ψ, n, kl)`: y = log ψ (shape `batch + [K]`), ψ = exp y,
+        the sticks used n (int32) and `kl_given_truncation(other, y)`, computed together in
+        the draw's bucket.
+
+        The values of `sample(seed=seed)` (log space), `num_sticks(y)` and
+        `kl_given_truncation(other, y)`, without reading y back (one bucket switch, not three),
+        and ψ without `exp` of the full width (see `_draw`).
+        """
+        if len(self.buckets) <= 1:
+            y = self._log_values(self.sample(seed=seed))
+            return y, tf.exp(y), self.num_sticks(y), self.kl_given_truncation(other, y)
+        # Squeezed, not indexed: a [0] would copy the full width (and its gradient pad it).
+        draw = self._draw(1, seed, log=True, psi=True, prior=other)
+        return tuple(tf.squeeze(x, axis=0) for x in draw)

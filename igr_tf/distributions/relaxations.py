@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import prefer_static as ps
 from tensorflow_probability.python.internal import tensor_util
 
 from igr_tf import categorical
@@ -48,7 +49,7 @@ from igr_tf._checks import as_dtype, check_num_categories, check_positive, check
 from igr_tf._ops import softplus
 from igr_tf.bijectors import LogitStickBreaking, LogSoftmaxPlusPlus
 from igr_tf.distributions import igr, philox
-from igr_tf.distributions.adaptive import AdaptiveIGRStickBreaking
+from igr_tf.distributions.adaptive import AdaptiveIGRStickBreaking, StickRow
 from igr_tf.names import RELAXATIONS
 
 tfb = tfp.bijectors
@@ -95,11 +96,14 @@ class Draw:
     log_sample: tf.Tensor
     kl: tf.Tensor
     metrics: dict[str, tf.Tensor]
+    #: ψ = exp(y) when the relaxation computed it already (adaptive IGR-SB: on the sticks
+    #: used, zeros beyond), else None.
+    _sample: tf.Tensor | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def sample(self) -> tf.Tensor:
         """The relaxed one-hot sample ψ = exp(y) `[..., V, K]`."""
-        return tf.exp(self.log_sample)
+        return tf.exp(self.log_sample) if self._sample is None else self._sample
 
     def one_hot(self) -> tf.Tensor:
         """`one_hot(argmax y)` `[..., V, K]`: the discrete outcome, exactly one-hot."""
@@ -418,12 +422,17 @@ class IGRStickBreaking(_IGR):
         if not self.adaptive:
             return super().distributions(params, temperature, weights, log_space=log_space)
         check_positive(temperature, "temperature")
-        loc, raw = tf.split(self.split(params), 2, axis=-1)
-        # The scale as loc_scale computes it, softplus(ξ) + 1e-4, deferred: the truncated
-        # distribution transforms only the sticks its bucket uses (O(sticks used), not O(K)).
-        scale = tfp.util.DeferredTensor(raw, tfb.Softplus(low=tf.constant(_MIN_SCALE, raw.dtype)))
+        params = self.split(params)
+        # loc and the scale as loc_scale computes them (softplus(ξ) + 1e-4), deferred: rows of
+        # the encoder outputs seen as [..., 2, K-1], read by the truncated distribution on the
+        # sticks its bucket uses only (O(sticks used), not O(K); no full-width split).
+        rows = tf.reshape(params, ps.concat([ps.shape(params)[:-1], [2, -1]], 0))
+        shape = tf.TensorShape(params.shape[:-1]).concatenate([self.num_categories - 1])
+        low = tf.constant(_MIN_SCALE, params.dtype)
+        loc = tfp.util.DeferredTensor(rows, StickRow(0), shape=shape)
+        scale = tfp.util.DeferredTensor(rows, StickRow(1, tfb.Softplus(low=low)), shape=shape)
         bij = self.bijector(temperature, weights, log_space=log_space)
-        return self._posterior(loc, scale, bij), self._prior(temperature, loc.dtype, bij)
+        return self._posterior(loc, scale, bij), self._prior(temperature, params.dtype, bij)
 
     def _posterior(self, loc, scale, bijector):
         if not self.adaptive:
@@ -440,6 +449,16 @@ class IGRStickBreaking(_IGR):
             validate_args=self.validate_args,
             buckets=self._buckets,
         )
+
+    def draw(self, params, temperature, weights=None, seed=None) -> Draw:
+        if not (self.adaptive and self.kl_method == "closed"):
+            return super().draw(params, temperature, weights, seed)
+        # One bucket switch computes the sample, ψ, N and the Rao-Blackwellised KL together
+        # (the values of `super().draw`, at a cost that follows the sticks used).
+        check_positive(temperature, "temperature")
+        q, p = self.distributions(params, temperature, weights, log_space=True)
+        y, psi, sticks, kl = q._sample_and_kl(p, seed=_as_seed(seed))
+        return Draw(log_sample=y, kl=kl, metrics={"N": tf.cast(sticks, y.dtype)}, _sample=psi)
 
     def _stick_the_landing(self, q):
         if not self.adaptive:
