@@ -78,11 +78,11 @@ def test_softplus_routes_agree_eager_and_under_xla(dtype):
 @pytest.mark.parametrize("exclusive", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_cumsum_last_matches_numpy_with_and_without_xla(jit_compile, exclusive, reverse):
-    """Each route (the triangular matmul without XLA, the masked reduction under XLA, the scan
+    """Each route (the triangular matmul, the masked reduction for short axes under XLA, the scan
     past _MATMUL_CUMSUM_MAX) gives numpy's cumulative sum in float64: values, and the gradient
     of a weighted sum (the opposite cumulative sum of the weights), at short and long axes."""
     rng = np.random.default_rng(3)
-    for d in (1, 9, _ops._MATMUL_CUMSUM_MAX + 3):
+    for d in (1, 9, _ops._XLA_MASKED_CUMSUM_MAX + 4, _ops._MATMUL_CUMSUM_MAX + 3):
         x = tf.constant(rng.normal(size=(4, 3, d)))
         w = tf.constant(rng.normal(size=(4, 3, d)))
 
