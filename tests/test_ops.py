@@ -72,3 +72,37 @@ def test_softplus_routes_agree_eager_and_under_xla(dtype):
     for a, b, c in zip(eager, xla, graph, strict=True):
         np.testing.assert_allclose(b, a, rtol=rtol, atol=np.finfo(dtype).tiny)
         np.testing.assert_allclose(c, a, rtol=rtol, atol=np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("exclusive", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cumsum_last_matches_numpy_with_and_without_xla(jit_compile, exclusive, reverse):
+    """Each route (the triangular matmul, the masked reduction for short axes under XLA, the scan
+    past _MATMUL_CUMSUM_MAX) gives numpy's cumulative sum in float64: values, and the gradient
+    of a weighted sum (the opposite cumulative sum of the weights), at short and long axes."""
+    rng = np.random.default_rng(3)
+    for d in (1, 9, _ops._XLA_MASKED_CUMSUM_MAX + 4, _ops._MATMUL_CUMSUM_MAX + 3):
+        x = tf.constant(rng.normal(size=(4, 3, d)))
+        w = tf.constant(rng.normal(size=(4, 3, d)))
+
+        @tf.function(jit_compile=jit_compile)
+        def value_and_grad(x, w):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                s = _ops.cumsum_last(x, exclusive=exclusive, reverse=reverse)
+                loss = tf.reduce_sum(s * w)
+            return s, tape.gradient(loss, x)
+
+        s, g = value_and_grad(x, w)
+        xs, ws = x.numpy(), w.numpy()
+        flip = (lambda a: a[..., ::-1]) if reverse else (lambda a: a)
+        want = flip(np.cumsum(flip(xs), axis=-1))
+        if exclusive:
+            want = want - xs
+        # d loss / d x_j = Σ_{k: j enters S_k} w_k: the opposite cumulative sum of w.
+        want_g = flip(np.cumsum(flip(ws)[..., ::-1], axis=-1)[..., ::-1])
+        if exclusive:
+            want_g = want_g - ws
+        np.testing.assert_allclose(s.numpy(), want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(g.numpy(), want_g, rtol=1e-12, atol=1e-12)
