@@ -340,8 +340,16 @@ class ResumeError(ValueError):
 
 
 def resume_check(args: argparse.Namespace, saved: dict[str, Any], checkpoint_dir: str) -> None:
-    """Refuses, naming every differing flag, to resume a checkpoint written with other flags."""
-    flags, before = run_flags(args), saved.get("flags", {})
+    """Refuses, naming every differing flag, to resume a checkpoint written with other flags.
+
+    A flag missing from the checkpoint's record was added to train.py after the checkpoint was
+    written: that run behaved as the flag's built-in default (a new flag's default keeps the old
+    behaviour), so it differs only if it is now set to something else. (Without this, a run
+    checkpointed before an upgrade could not resume at all.)"""
+    flags, before = run_flags(args), dict(saved.get("flags", {}))
+    built_in = build_parser()
+    for k in set(flags) - set(before):
+        before[k] = built_in.get_default(k)
     keys = sorted((set(flags) | set(before)) - set(RESUMABLE_FLAGS))
     differ = [k for k in keys if flags.get(k) != before.get(k)]
     if differ:

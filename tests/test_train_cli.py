@@ -485,6 +485,26 @@ def test_resuming_with_fewer_epochs_than_done_is_refused(runs, finished, capsys)
     assert_one_line_error(run, f"--epochs 2 is less than the {EPOCHS} epochs already completed")
 
 
+def test_a_checkpoint_from_before_a_flag_existed_resumes_unless_the_flag_is_now_changed(tmp_path):
+    # The temperature study's checkpoints were written before --continuous-dim, --hidden-units
+    # and --latent-dim existed; resuming them was refused ("--continuous-dim None (now 0)").
+    def args(*extra):
+        p = train.build_parser()
+        a = train.parse_args(p, ["vae", "--out", str(tmp_path / "run"), *extra])
+        train.check_args(p, a)
+        return a
+
+    new_flags = ("continuous_dim", "hidden_units", "latent_dim")
+    old_record = {k: v for k, v in train.run_flags(args()).items() if k not in new_flags}
+    saved = {"flags": old_record, "epoch": 1}
+    train.resume_check(args(), saved, "ckpt")  # the defaults: the run it was
+    with pytest.raises(train.ResumeError, match=r"--continuous-dim 0 \(now 3\)"):
+        train.resume_check(args("--continuous-dim", "3"), saved, "ckpt")
+    # Flags the checkpoint did record still count.
+    with pytest.raises(train.ResumeError, match=r"--seed 0 \(now 4\)"):
+        train.resume_check(args("--seed", "4"), saved, "ckpt")
+
+
 def test_rerun_of_a_completed_run_trains_nothing_and_reports_the_whole_history(
     runs, finished, capsys
 ):
