@@ -60,12 +60,14 @@ def test_every_estimator_runs_a_jit_compiled_vae_step_with_finite_gradients_at_l
 
 
 def test_default_vae_loss_is_unchanged_for_a_fixed_seed():
-    # Values of the relaxed path before estimators came into the model (main at fd99ec6).
+    # Values of the relaxed path before estimators came into the model (main at fd99ec6); the
+    # loss re-pinned when the eager Gaussian noise became Box-Muller on one Philox draw (2e94f47:
+    # same law, other numbers per seed). The KL, a function of the parameters only, is as before.
     keras.utils.set_random_seed(3)
     m = DiscreteVAE("igr_i", 3, 4, 0.5, arch="linear", seed=7)
     terms = m.objective(_binary_images(4), training=True)
     np.testing.assert_allclose(
-        terms["loss"], [552.4326171875, 548.90234375, 546.720458984375, 551.722900390625],
+        terms["loss"], [551.105712890625, 549.1395874023438, 547.3240966796875, 550.0820922851562],
         rtol=1e-6,
     )  # fmt: skip
     np.testing.assert_allclose(
