@@ -139,3 +139,32 @@ def exponential_perturbation_log_prob(y, logits, tau):
     k = y.shape[-1]
     gap = y.max(-1, keepdims=True) - y
     return (k - 1) * math.log(tau) + log_pi.sum(-1) - tau * np.sum(np.exp(log_pi) * gap, -1)
+
+
+def igr_i_pmf_by_quad(loc, scale, delta=1.0) -> np.ndarray:
+    """q(k) by scipy.integrate.quad over x = (z_k - mu_k)/s_k, split at the competitors' steps.
+
+    Float64 throughout; log Phi from scipy.special.log_ndtr. IGR-I's induced categorical (the
+    reference of tests/test_categorical.py and benchmarks/pmf_accuracy.py).
+    """
+    from scipy import integrate, special
+
+    a = math.log(delta)
+    out = np.empty(loc.size + 1)
+    for k in range(loc.size):
+        others = np.arange(loc.size) != k
+        r, b = scale[k] / scale[others], (loc[k] - loc[others]) / scale[others]
+        x_a = max((a - loc[k]) / scale[k], -40.0)
+
+        def f(x, r=r, b=b):
+            return math.exp(-0.5 * x * x + float(np.sum(special.log_ndtr(r * x + b))))
+
+        cuts = sorted({x_a, *[c for c in list(-b / r) + [0.0] if c > x_a]})
+        cuts.append(max(cuts[-1], 0.0) + 40.0)
+        total = sum(
+            integrate.quad(f, x0, x1, epsabs=1e-16, epsrel=1e-13, limit=400)[0]
+            for x0, x1 in zip(cuts[:-1], cuts[1:], strict=True)
+        )
+        out[k] = total / math.sqrt(2.0 * math.pi)
+    out[-1] = math.exp(float(np.sum(special.log_ndtr((a - loc) / scale))))
+    return out

@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from scipy import integrate, special
+from reference import igr_i_pmf_by_quad
+from scipy import special
 
 from igr_tf import _stick_breaking
 from igr_tf.categorical import (
@@ -64,32 +65,6 @@ def _random_cases(n, seed, log_scale_sd=0.5):
     for _ in range(n):
         k1 = int(rng.integers(2, 10))
         yield rng.normal(0.0, 1.5, k1), np.exp(rng.normal(0.0, log_scale_sd, k1))
-
-
-def _scipy_reference(loc, scale, delta=1.0) -> np.ndarray:
-    """q(k) by scipy.integrate.quad over x = (z_k - mu_k)/s_k, split at the competitors' steps.
-
-    Float64 throughout; log Phi from scipy.special.log_ndtr.
-    """
-    a = math.log(delta)
-    out = np.empty(loc.size + 1)
-    for k in range(loc.size):
-        others = np.arange(loc.size) != k
-        r, b = scale[k] / scale[others], (loc[k] - loc[others]) / scale[others]
-        x_a = max((a - loc[k]) / scale[k], -40.0)
-
-        def f(x, r=r, b=b):
-            return math.exp(-0.5 * x * x + float(np.sum(special.log_ndtr(r * x + b))))
-
-        cuts = sorted({x_a, *[c for c in list(-b / r) + [0.0] if c > x_a]})
-        cuts.append(max(cuts[-1], 0.0) + 40.0)
-        total = sum(
-            integrate.quad(f, x0, x1, epsabs=1e-16, epsrel=1e-13, limit=400)[0]
-            for x0, x1 in zip(cuts[:-1], cuts[1:], strict=True)
-        )
-        out[k] = total / math.sqrt(2.0 * math.pi)
-    out[-1] = math.exp(float(np.sum(special.log_ndtr((a - loc) / scale))))
-    return out
 
 
 # ------------------------------------------------------------------------------- IGR-I pmf
@@ -144,7 +119,7 @@ def test_against_scipy_adaptive_quadrature(num_vars_shape):
         cases.append((rng.normal(0.0, 2.0, k1), np.exp(rng.normal(0.0, 0.5, k1)), delta))
     worst = 0.0
     for loc, scale, delta in cases:
-        ref = _scipy_reference(loc, scale, delta)
+        ref = igr_i_pmf_by_quad(loc, scale, delta)
         assert abs(ref.sum() - 1.0) < 1e-10  # the reference is converged
         raw = _pmf(loc, scale, delta, renormalize=False)
         worst = max(worst, float(np.max(np.abs(raw - ref))))
@@ -161,7 +136,7 @@ def test_default_rule_accuracy_claim():
         k1 = 1 + i % 11
         delta = [0.5, 1.0, 2.0][i % 3]
         loc, scale = rng.normal(0.0, 2.0, k1), np.exp(rng.normal(0.0, 0.5, k1))
-        ref = _scipy_reference(loc, scale, delta)
+        ref = igr_i_pmf_by_quad(loc, scale, delta)
         raw = _pmf(loc, scale, delta, renormalize=False)
         worst = max(worst, float(np.max(np.abs(raw - ref))))
     assert worst <= 1e-6, worst
