@@ -55,7 +55,7 @@ _MODE_NEWTON_STEPS = 4
 # inside the panels gets a panel end of its own.
 _STEEP_RATIO = 1.5
 _NUM_PANELS = 5
-_DEFAULT_NODES = 50
+_DEFAULT_NODES = 45
 
 
 @functools.lru_cache(maxsize=32)
@@ -207,23 +207,29 @@ def igr_i_log_pmf(
     ends split the panels right of the mode).  Nodes are affine in the ends: no quantile function.
 
     The integrand is :math:`\log\varphi+\sum_j\log\Phi` from :mod:`igr_tf._ndtr`: one
-    degree-16 polynomial for erfcx, one division, a vectorizable exp, and one ``log`` per 16
+    degree-13 polynomial for erfcx, one division, a vectorizable exp, and one ``log`` per 16
     factors (:math:`\sum_j\log\Phi(u_j)=\sum_j c(u_j)+\log\prod_jF(u_j)`), with
-    |error| < 2e-12 in each :math:`\log\Phi`; the sums over competitors are unrolled and the
-    ``logsumexp`` over nodes is shifted by :math:`\ell_k(\hat x)`, so that XLA evaluates each
-    node once, vectorized.  Everything is in log space, so locations of +-50 with scales
+    |error| < 5e-10 in each :math:`\log\Phi` (far below the quadrature error); the sums over
+    competitors are unrolled and the sum over nodes is shifted by :math:`\ell_k(\hat x)`, so
+    that XLA evaluates each node once, vectorized.  Placement and integrand run in a
+    competitor-leading layout with the flattened batch innermost (long vectorized loops; no
+    sort, no log per node).  Everything is in log space, so locations of +-50 with scales
     1e-3..1e2 give finite, possibly very negative, log-probabilities; tiny probabilities keep
     their relative accuracy (the nodes follow each category's own integrand).  The cost per
     variable is :math:`(K-1)(K-2)(N+8)` evaluations of that polynomial (8 for the placement).
 
     Measured accuracy (float64, max abs error in the pmf against scipy adaptive quadrature at
-    1e-13, raw quadrature, mu ~ N(0, 2^2), log sigma ~ N(0, 0.5^2), K-1 in 1..11): 200 cases
-    with a = 0: 8.1e-8 at the default 50 nodes, 6.0e-7 at 40; 200 cases with
-    delta in {0.5, 1, 2}: 2.3e-7 at 50, 7.8e-7 at 40 (one test case reaches 4.4e-6 there),
-    5e-10 at 80.  Several steep competitors stepping at nearly the same
-    place are what limits it (one gets a panel end); raise ``num_nodes`` for such parameters
-    (1e-8 on moderate cases takes about 80).  The node placement switches discretely (which
-    competitor is steepest), so the value can jump at the level of the quadrature error there.
+    1e-13, raw quadrature, mu ~ N(0, 2^2), log sigma ~ N(0, 0.5^2), K-1 in 1..11,
+    ``benchmarks/pmf_accuracy.py``): 200 cases with a = 0: 6.9e-7 at the default 45 nodes,
+    8.1e-8 at 50, 6.0e-7 at 40; 200 cases with delta in {0.5, 1, 2}: 4.6e-7 at 45, 2.3e-7 at
+    50, 7.8e-7 at 40 (one test case reaches 4.4e-6 there), 5e-10 at 80.  Speed (provisional,
+    measured on a loaded machine, ``benchmarks/pmf_speed.py``): a [100, 20, 9] batch under XLA
+    in ~64 ms of CPU at 45 nodes, ~22x the pre-issue-10 rule (50 nodes: ~19x).  The default
+    was 50 before; pass ``num_nodes=50`` for the smaller error.  Several steep competitors
+    stepping at nearly the same place are what limits it (one gets a panel end); raise
+    ``num_nodes`` for such parameters (1e-8 on moderate cases takes about 80).  The node
+    placement switches discretely (which competitor is steepest), so the value can jump at the
+    level of the quadrature error there.
 
     Args:
       loc: Tensor [..., K-1], float32 or float64: the Gaussian locations mu.
