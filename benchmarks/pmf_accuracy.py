@@ -6,7 +6,7 @@ Reference: q(k) by scipy.integrate.quad (epsrel 1e-13) over x = (z_k - mu_k)/sig
 the competitors' steps, log Phi from scipy.special.log_ndtr. Prints the max |q - q_ref| of the
 raw (not renormalized) quadrature per node count. Accuracy does not depend on the load.
 
-    python benchmarks/pmf_accuracy.py [--cases N] [--nodes 40 50 80]
+    python benchmarks/pmf_accuracy.py [--cases N] [--nodes 40 45 50 80]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def cases(n: int, seed: int, deltas: tuple[float, ...]):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=200)
-    parser.add_argument("--nodes", type=int, nargs="+", default=[40, 50, 80])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[40, 45, 50, 80])
     args = parser.parse_args()
     from igr_tf.categorical import igr_i_log_pmf
 

@@ -55,7 +55,7 @@ _MODE_NEWTON_STEPS = 4
 # inside the panels gets a panel end of its own.
 _STEEP_RATIO = 1.5
 _NUM_PANELS = 5
-_DEFAULT_NODES = 50
+_DEFAULT_NODES = 45
 
 
 @functools.lru_cache(maxsize=32)
@@ -72,17 +72,22 @@ def _to_float64(x) -> tf.Tensor:
 
 
 def _slope_and_curvature(x, r, b) -> tuple[tf.Tensor, tf.Tensor]:
-    """l'(x) and l''(x) of l(x) = log phi(x) + sum_j log Phi(r_j x + b_j); r, b [..., K-2, K-1]."""
-    u = r * x[..., None, :] + b
+    """l'(x) and l''(x) of l(x) = log phi(x) + sum_j log Phi(r_j x + b_j); r, b [K-2, ...]."""
+    u = r * x[None] + b
     mills = _ndtr.mills_ratio(u)
     # (log Phi)'' = -mills (u + mills) lies in [-1, 0]; the clip guards its cancellation.
     second = tf.clip_by_value(-mills * (u + mills), -1.0, 0.0)
-    slope = -x + _ndtr.sum_over(r * mills, -2)
-    return slope, -1.0 + _ndtr.sum_over(r * r * second, -2)
+    slope = -x + _ndtr.sum_over(r * mills, 0)
+    return slope, -1.0 + _ndtr.sum_over(r * r * second, 0)
 
 
 def _panel_ends(r, b, x_a) -> tuple[tf.Tensor, tf.Tensor]:
-    """[..., K-1, 6] sorted ends of the five panels of each category, and the mode [..., K-1]."""
+    """Sorted ends [K-1, B, 6] of the five panels of each category, and the mode [K-1, B].
+
+    Competitor-leading layout: r, b [K-2, K-1, B] and x_a [K-1, B], the flattened batch B
+    innermost, so that every loop here is long and vectorizes without a scalar tail (with K-1
+    innermost, e.g. 9, most of each loop was the tail).
+    """
 
     x = tf.maximum(x_a, 0.0)
     for _ in range(_MODE_NEWTON_STEPS):  # unrolled: an XLA while loop costs more than its body
@@ -102,26 +107,38 @@ def _panel_ends(r, b, x_a) -> tuple[tf.Tensor, tf.Tensor]:
     left = tf.maximum(cut_left - s_l2 * (-g_l + tf.sqrt(g_l * g_l + drop / s_l2)), x_a)
     g_r, _ = _slope_and_curvature(cut_right, r, b)
     right = cut_right + g_r + tf.sqrt(g_r * g_r + drop)
-    # The steepest competitor whose step (u_j = 0) lies inside [left, right] splits its panel;
-    # without one, the far-left panel is halved.
-    step = -b / r
-    inside = (step > left[..., None, :]) & (step < right[..., None, :])
-    steepness = tf.where(inside, r, tf.zeros_like(r))
-    steepest = tf.reduce_max(steepness, -2)
-    # The step of the steepest (ties: any of them; no gradient flows through placement).
-    is_max = tf.cast(tf.equal(steepness, steepest[..., None, :]), step.dtype)
-    kink = _ndtr.sum_over(is_max * step, -2) / _ndtr.sum_over(is_max, -2)
+    # The steepest competitor whose step (u_j = 0) lies inside [left, right] splits its panel
+    # (ties: the first; no gradient flows through placement): a running maximum over j, so that
+    # every tensor here stays [K-1, B].
+    steepest = tf.zeros_like(x)
+    kink = tf.zeros_like(x)
+    for r_j, b_j in zip(tf.unstack(r, axis=0), tf.unstack(b, axis=0), strict=True):
+        step = -b_j / r_j
+        candidate = tf.where((step > left) & (step < right), r_j, tf.zeros_like(r_j))
+        is_steeper = candidate > steepest
+        steepest = tf.where(is_steeper, candidate, steepest)
+        kink = tf.where(is_steeper, step, kink)
     is_steep = steepest > _STEEP_RATIO
-    # Ends that would bound an empty panel (a mode on the truncation, or a near-left panel
-    # reaching it) and the kink without a steep competitor are put to use on the right of the
-    # mode instead: near-right halved, far-right cut in thirds.
+    # Five sorted ends e0 < ... < e4 and the kink inside (e0, e4).  Usually the far-left, near
+    # panels and far-right: e = (left, cut_left, x, cut_right, right), the spare kink halving the
+    # far-left panel.  Ends that would bound an empty panel (a mode on the truncation, or a
+    # near-left panel reaching it) are put to use on the right of the mode instead: near-right
+    # halved (mode on the truncation) and far-right cut in thirds by e3 and the spare kink.
     far_right = right - cut_right
     empty_far_left = left >= cut_left
-    cut_left = tf.where(cut_left >= x, 0.5 * (x + cut_right), cut_left)
-    left = tf.where(empty_far_left, cut_right + far_right / 3.0, left)
+    mode_on_a = cut_left >= x
+    e0 = tf.where(empty_far_left, tf.minimum(cut_left, x), left)
+    e1 = tf.where(empty_far_left, tf.where(mode_on_a, 0.5 * (x + cut_right), x), cut_left)
+    e2 = tf.where(empty_far_left, cut_right, x)
+    e3 = tf.where(empty_far_left, cut_right + far_right / 3.0, cut_right)
     spare = tf.where(empty_far_left, cut_right + 2.0 * far_right / 3.0, 0.5 * (left + cut_left))
     kink = tf.where(is_steep, kink, spare)
-    return tf.sort(tf.stack([left, cut_left, x, cut_right, right, kink], -1), -1), x
+    # Insert the kink: o_i = min(e_i, max(e_{i-1}, kink)); elementwise, no sort (XLA on CPU runs
+    # tf.sort as a scalar comparator loop per row).
+    ends = [e0]
+    for low, high in ((e0, e1), (e1, e2), (e2, e3), (e3, right)):
+        ends.append(tf.minimum(high, tf.maximum(low, kink)))
+    return tf.stack(ends + [right], -1), x
 
 
 @functools.lru_cache(maxsize=32)
@@ -138,15 +155,16 @@ def _panel_maps(per_panel: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _panel_nodes(ends: tf.Tensor, per_panel: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Nodes [..., K-1, P * n] and log weights: n-point Gauss-Legendre on each of the P panels.
+    """Nodes [..., K-1, P * n] and weights: n-point Gauss-Legendre on each of the P panels.
 
     The nodes are a matrix product of the ends (affine in them): XLA then materializes them
     instead of re-deriving each from the ends inside the big fused loop (that cost ~40% more).
+    The weights are kept linear (no log: XLA's float64 log is a scalar libm call per node).
     """
     to_nodes, to_half, weights = (tf.constant(a, ends.dtype) for a in _panel_maps(per_panel))
     nodes = tf.linalg.matmul(ends, to_nodes)
     half = tf.linalg.matmul(ends, to_half)
-    return nodes, tf.math.log(tf.maximum(half, 1e-300) * weights)
+    return nodes, half * weights
 
 
 def igr_i_log_pmf(
@@ -189,23 +207,29 @@ def igr_i_log_pmf(
     ends split the panels right of the mode).  Nodes are affine in the ends: no quantile function.
 
     The integrand is :math:`\log\varphi+\sum_j\log\Phi` from :mod:`igr_tf._ndtr`: one
-    degree-16 polynomial for erfcx, one division, a vectorizable exp, and one ``log`` per 16
+    degree-13 polynomial for erfcx, one division, a vectorizable exp, and one ``log`` per 16
     factors (:math:`\sum_j\log\Phi(u_j)=\sum_j c(u_j)+\log\prod_jF(u_j)`), with
-    |error| < 2e-12 in each :math:`\log\Phi`; the sums over competitors are unrolled and the
-    ``logsumexp`` over nodes is shifted by :math:`\ell_k(\hat x)`, so that XLA evaluates each
-    node once, vectorized.  Everything is in log space, so locations of +-50 with scales
+    |error| < 5e-10 in each :math:`\log\Phi` (far below the quadrature error); the sums over
+    competitors are unrolled and the sum over nodes is shifted by :math:`\ell_k(\hat x)`, so
+    that XLA evaluates each node once, vectorized.  Placement and integrand run in a
+    competitor-leading layout with the flattened batch innermost (long vectorized loops; no
+    sort, no log per node).  Everything is in log space, so locations of +-50 with scales
     1e-3..1e2 give finite, possibly very negative, log-probabilities; tiny probabilities keep
     their relative accuracy (the nodes follow each category's own integrand).  The cost per
     variable is :math:`(K-1)(K-2)(N+8)` evaluations of that polynomial (8 for the placement).
 
     Measured accuracy (float64, max abs error in the pmf against scipy adaptive quadrature at
-    1e-13, raw quadrature, mu ~ N(0, 2^2), log sigma ~ N(0, 0.5^2), K-1 in 1..11): 200 cases
-    with a = 0: 8.1e-8 at the default 50 nodes, 6.0e-7 at 40; 200 cases with
-    delta in {0.5, 1, 2}: 2.3e-7 at 50, 7.8e-7 at 40 (one test case reaches 4.4e-6 there),
-    5e-10 at 80.  Several steep competitors stepping at nearly the same
-    place are what limits it (one gets a panel end); raise ``num_nodes`` for such parameters
-    (1e-8 on moderate cases takes about 80).  The node placement switches discretely (which
-    competitor is steepest), so the value can jump at the level of the quadrature error there.
+    1e-13, raw quadrature, mu ~ N(0, 2^2), log sigma ~ N(0, 0.5^2), K-1 in 1..11,
+    ``benchmarks/pmf_accuracy.py``): 200 cases with a = 0: 6.9e-7 at the default 45 nodes,
+    8.1e-8 at 50, 6.0e-7 at 40; 200 cases with delta in {0.5, 1, 2}: 4.6e-7 at 45, 2.3e-7 at
+    50, 7.8e-7 at 40 (one test case reaches 4.4e-6 there), 5e-10 at 80.  Speed (provisional,
+    measured on a loaded machine, ``benchmarks/pmf_speed.py``): a [100, 20, 9] batch under XLA
+    in ~64 ms of CPU at 45 nodes, ~22x the pre-issue-10 rule (50 nodes: ~19x).  The default
+    was 50 before; pass ``num_nodes=50`` for the smaller error.  Several steep competitors
+    stepping at nearly the same place are what limits it (one gets a panel end); raise
+    ``num_nodes`` for such parameters (1e-8 on moderate cases takes about 80).  The node
+    placement switches discretely (which competitor is steepest), so the value can jump at the
+    level of the quadrature error there.
 
     Args:
       loc: Tensor [..., K-1], float32 or float64: the Gaussian locations mu.
@@ -244,30 +268,35 @@ def igr_i_log_pmf(
             log_pmf = tf.nn.log_softmax(log_pmf, axis=-1)
         return tf.cast(log_pmf, out_dtype)
 
-    # Competitor-major layout [..., K-2 (j), K-1 (k)]: sums over j are chains of contiguous
-    # slices (see _ndtr.sum_over).
+    # Competitor-leading layout with the flattened batch innermost: mu_t [K-1 (k), B] and
+    # r, b [K-2 (j), K-1 (k), B], so that sums over j are chains of contiguous slices and every
+    # loop is long enough to vectorize without a scalar tail (K-1 innermost, e.g. 9, was mostly
+    # tail); only the result is moved back.
+    batch_shape = tf.shape(mu)[:-1]
+    mu_t, sigma_t = (tf.transpose(tf.reshape(t, [-1, num])) for t in (mu, sigma))
+    x_a = (tf.transpose(tf.reshape(log_delta + tf.zeros_like(mu), [-1, num])) - mu_t) / sigma_t
     others = _competitor_index(num).T
-    mu_j, sigma_j = tf.gather(mu, others, axis=-1), tf.gather(sigma, others, axis=-1)
-    r = sigma[..., None, :] / sigma_j
-    b = (mu[..., None, :] - mu_j) / sigma_j
-    x_a = (log_delta - mu) / sigma  # [..., K-1]
+    sigma_j = tf.gather(sigma_t, others, axis=0)
+    r = sigma_t[None] / sigma_j
+    b = (mu_t[None] - tf.gather(mu_t, others, axis=0)) / sigma_j
     # Node placement carries no gradient, except that panel ends on the truncation follow x_a:
     # the integral's lower limit really moves with the parameters.
-    x_a_fixed = tf.stop_gradient(x_a)
-    r_fixed, b_fixed = tf.stop_gradient(r), tf.stop_gradient(b)
-    ends, mode = _panel_ends(r_fixed, b_fixed, x_a_fixed)
+    x_a_fixed, r_fixed, b_fixed = (tf.stop_gradient(t) for t in (x_a, r, b))
+    ends, mode = _panel_ends(r_fixed, b_fixed, x_a_fixed)  # [K-1, B, 6], [K-1, B]
     on_a = tf.cast(tf.equal(ends, x_a_fixed[..., None]), f64)
     ends = ends + on_a * (x_a - x_a_fixed)[..., None]
-    nodes, log_weight = _panel_nodes(ends, int(num_nodes) // _NUM_PANELS)
-    log_prod = _ndtr.sum_log_ndtr_affine(r, b, nodes)  # [..., K-1, N]
-    log_integrand = log_weight - 0.5 * tf.square(nodes) + log_prod
-    # logsumexp with the log-integrand at the mode as the shift (no gradient; the nodes next to
-    # the mode come within a few units of it): a max over the nodes would make XLA evaluate the
-    # special functions twice, once per reduction.  The clip only guards against overflow.
-    shift = -0.5 * tf.square(mode) + _ndtr.sum_log_ndtr(r_fixed * mode[..., None, :] + b_fixed, -2)
+    nodes, weight = _panel_nodes(ends, int(num_nodes) // _NUM_PANELS)  # [K-1, B, N]
+    log_prod = _ndtr.sum_log_ndtr_affine(r, b, nodes)
+    # The sum over nodes of weight * exp(log-integrand - shift), the shift being the
+    # log-integrand at the mode (no gradient; the nodes next to the mode come within a few units
+    # of it): a max over the nodes would make XLA evaluate the special functions twice, once per
+    # reduction.  The clip keeps exp in its range; nodes below e^-690 of the mode add nothing.
+    shift = -0.5 * tf.square(mode) + _ndtr.sum_log_ndtr(r_fixed * mode[None] + b_fixed, 0)
     shift = tf.stop_gradient(shift)
-    scaled = tf.exp(tf.minimum(log_integrand - shift[..., None], 700.0))
-    log_q = shift - _LOG_SQRT_2PI + tf.math.log(tf.reduce_sum(scaled, -1))
+    exponent = tf.clip_by_value(log_prod - 0.5 * tf.square(nodes) - shift[..., None], -690.0, 600.0)
+    scaled = weight * tf.exp(exponent)
+    log_q = shift - _LOG_SQRT_2PI + tf.math.log(tf.reduce_sum(scaled, -1))  # [K-1, B]
+    log_q = tf.reshape(tf.transpose(log_q), tf.concat([batch_shape, [num]], 0))
     log_pmf = tf.concat([log_q, log_last], axis=-1)
     if renormalize:
         log_pmf = tf.nn.log_softmax(log_pmf, axis=-1)
