@@ -35,6 +35,7 @@ from igr_tf.paper import (
     CBM_TEMPERATURE,
     GS_ANNEALING,
     GUMBOLT_TEMPERATURE,
+    RECOMMENDED_TEMPERATURE,
     SOP_TEMPERATURE,
     VAE_TEMPERATURE,
 )
@@ -158,7 +159,8 @@ def build_parser() -> ArgumentParser:
         "--temperature",
         type=finite_float,
         default=None,
-        help="relaxation temperature, > 0 (default: the paper's value for the task and dist)",
+        help="relaxation temperature, > 0 (default: vae: the temperature study's recommended τ for "
+        "--dist, igr_tf.paper.RECOMMENDED_TEMPERATURE; other tasks: the paper's value)",
     )
     g.add_argument(
         "--dataset",
@@ -605,7 +607,8 @@ def resolve_vae(args: argparse.Namespace, error: Callable[[str], None]) -> None:
               f"sample, not --estimator {args.estimator}")  # fmt: skip
     if args.temperature is None:
         anneal = args.temperature_schedule == "anneal"
-        args.temperature = GS_ANNEALING["initial"] if anneal else VAE_TEMPERATURE[args.dist]
+        # Not the paper's: the temperature study's recommendation (issue 13), see its docstring.
+        args.temperature = GS_ANNEALING["initial"] if anneal else RECOMMENDED_TEMPERATURE[args.dist]
 
 
 def vae_images(model, data, args):

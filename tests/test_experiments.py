@@ -43,14 +43,23 @@ def test_every_run_of_every_grid_passes_train_py_flag_checks(tmp_path):
 
 
 def test_temperature_study_grid_is_the_paper_grid_plus_one_and_two_schedules():
+    """Every relaxation over the paper's grid plus 1.0, annealed and learned (the learned τ
+    starting at the paper's value), 3 seeds; GS also at 1.5 and 2 (its best was at the edge)."""
     from igr_tf import paper
 
     _, spec = grid.load_grid("temperature_sample")
     runs = grid.expand(spec)
-    fixed = sorted({r["temperature"] for r in runs if "temperature" in r})
-    assert fixed == sorted((*paper.TEMPERATURE_GRID, 1.0))
-    assert len(runs) == 4 * 3 * (len(fixed) + 2)
+    fixed = [r for r in runs if "temperature_schedule" not in r]
+    for dist in ("igr_i", "igr_sb", "igr_planar", "gs"):
+        taus = sorted({r["temperature"] for r in fixed if r["dist"] == dist})
+        extra = (1.5, 2.0) if dist == "gs" else ()
+        assert taus == sorted((*paper.TEMPERATURE_GRID, 1.0, *extra)), dist
+        learned = [r for r in runs if r.get("temperature_schedule") == "learned"
+                   and r["dist"] == dist]  # fmt: skip
+        assert [r["temperature"] for r in learned] == [paper.VAE_TEMPERATURE[dist]] * 3
+    assert len(runs) == 4 * 3 * (len(paper.TEMPERATURE_GRID) + 1 + 2) + 3 * 2
     assert {r.get("temperature_schedule") for r in runs} == {None, "anneal", "learned"}
+    assert len({grid.run_name(r) for r in runs}) == len(runs)
 
 
 def test_paper_vae_grid_is_the_spec_product():

@@ -88,3 +88,31 @@ def test_linear_grid_refuses_an_unfinished_study(tmp_path):
         _write(tmp_path, "igr_i", 0.1, seed, -100, -100)
     with pytest.raises(ValueError, match="no τ chosen yet for igr_sb, igr_planar, gs"):
         temperature_table.linear_grid(temperature_table.study(tmp_path, seeds=2), [1, 2])
+
+
+def test_train_py_vae_defaults_to_the_study_s_validation_chosen_tau(tmp_path):
+    """`train.py vae --dist NAME` without --temperature trains at the τ the published study chose
+    on validation (docs/temperature_study.json), for every relaxation of the study; the annealed
+    schedule still starts at the Gumbel-Softmax paper's τ_0; the other tasks keep the paper's τ.
+    """
+    import train
+    from igr_tf.paper import GS_ANNEALING, RECOMMENDED_TEMPERATURE, VAE_TEMPERATURE
+
+    chosen = json.loads((ROOT / "docs" / "temperature_study.json").read_text())["chosen"]
+    assert sorted(chosen) == sorted(temperature_table.RELAXATIONS)
+    p = train.build_parser()
+
+    def default_tau(*argv: str) -> float:
+        args = train.parse_args(p, [*argv, "--out", str(tmp_path / "run")])
+        train.check_args(p, args)
+        return args.temperature
+
+    for dist, row in chosen.items():
+        assert RECOMMENDED_TEMPERATURE[dist] == row["temperature"], dist
+        assert default_tau("vae", "--dist", dist) == row["temperature"], dist
+        assert default_tau("vae", "--dist", dist, "--temperature", "0.7") == 0.7
+        assert default_tau("dlgmm", "--dist", dist) == VAE_TEMPERATURE[dist]
+    anneal = default_tau("vae", "--dist", "gs", "--temperature-schedule", "anneal")
+    assert anneal == GS_ANNEALING["initial"]
+    # Not in the study: the Gumbel trick's exponential relative takes GS's recommendation.
+    assert default_tau("vae", "--dist", "perturb_exponential") == chosen["gs"]["temperature"]

@@ -38,6 +38,7 @@ import tensorflow_probability as tfp  # noqa: E402
 
 import train  # noqa: E402
 from igr_tf import datasets, toys  # noqa: E402
+from igr_tf.paper import RECOMMENDED_TEMPERATURE as TAU  # noqa: E402
 from models.vae import DiscreteVAE  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -355,7 +356,8 @@ def test_reference_run_writes_results(runs):
     for key in ("test_elbo", "test_loglik", "test_loglik_original_formula", "test_kl"):
         assert math.isfinite(m[key]), (key, m)
     assert m["test_elbo"] <= 0 and m["test_loglik"] <= 0  # log-probabilities of binary images
-    assert m["test_loglik_proposal"] == "exact" and m["temperature"] == 1.0
+    # No --temperature: the temperature study's recommendation for igr_i.
+    assert m["test_loglik_proposal"] == "exact" and m["temperature"] == TAU["igr_i"]
     assert res["epochs_completed"] == EPOCHS and res["resumed_from_epoch"] == 0
     assert len(res["history"]["loss"]) == EPOCHS and len(res["history"]["val_loss"]) == EPOCHS
     assert res["history"]["loss"][-1] < res["history"]["loss"][0]
@@ -460,8 +462,10 @@ def finished(runs, tmp_path) -> str:
 @pytest.mark.parametrize(
     "extra, named",
     [
-        (["--dist", "igr_sb"], ["--dist 'igr_i' (now 'igr_sb')", "--temperature 1.0 (now 0.15)"]),
-        (["--temperature", "0.5"], ["--temperature 1.0 (now 0.5)"]),
+        # The default τ follows --dist: a changed --dist changes it too, and both are named.
+        (["--dist", "gs"], ["--dist 'igr_i' (now 'gs')",
+                            f"--temperature {TAU['igr_i']} (now {TAU['gs']})"]),  # fmt: skip
+        (["--temperature", "0.5"], [f"--temperature {TAU['igr_i']} (now 0.5)"]),
         (["--seed", "3"], ["--seed 0 (now 3)"]),
         (["--kl", "sampled"], ["--kl None (now 'sampled')"]),
         (["--num-vars", "6", "--batch-size", "10"], ["--batch-size 20 (now 10)", "--num-vars 5"]),
