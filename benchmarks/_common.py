@@ -189,6 +189,33 @@ def publish(section: str, text: str, load_before: float, path: str = DOCS) -> No
         f.write(doc)
 
 
+def add_publish_arg(parser) -> None:
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help=f"write the table into docs/benchmarks.md (refused if the load average before the "
+        f"run exceeds {MAX_PUBLISH_LOAD})",
+    )
+
+
+def check_publish_load(publishing: bool) -> float:
+    """The load average now; with --publish, refuse (before a long run) above MAX_PUBLISH_LOAD."""
+    before = load_average()
+    if publishing and before > MAX_PUBLISH_LOAD:
+        publish("refused", "", before)
+    return before
+
+
+def finish(table: str, before: float, section: str, publishing: bool) -> str:
+    """Print the table with the load average it ran under; with --publish, write it into
+    docs/benchmarks.md as `section` (the script's name, e.g. "relaxations")."""
+    table = f"{table}\n\n{load_line(before, load_average())}"
+    print(table)
+    if publishing:
+        publish(section, table, before)
+    return table
+
+
 def main(run, doc: str, argv=None) -> str:
     """Shared command line of the benchmark scripts: parse, pin threads, run, print the table
     with the load average it ran under; `--publish` also writes it into docs/benchmarks.md."""
@@ -196,21 +223,10 @@ def main(run, doc: str, argv=None) -> str:
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     add_common_args(parser)
-    parser.add_argument(
-        "--publish",
-        action="store_true",
-        help=f"write the table into docs/benchmarks.md (refused if the load average before the "
-        f"run exceeds {MAX_PUBLISH_LOAD})",
-    )
+    add_publish_arg(parser)
     args = parser.parse_args(argv)
-    before = load_average()
-    if args.publish and before > MAX_PUBLISH_LOAD:
-        publish("refused", "", before)  # fails fast, before the (long) run
+    before = check_publish_load(args.publish)
     set_threads(args.threads)
     table = run(args.quick, args.rounds, args.calls)
-    table = f"{table}\n\n{load_line(before, load_average())}"
-    print(table)
-    if args.publish:  # the section is the script's name, e.g. "relaxations"
-        script = sys.modules[run.__module__].__file__
-        publish(os.path.splitext(os.path.basename(script))[0], table, before)
-    return table
+    script = sys.modules[run.__module__].__file__
+    return finish(table, before, os.path.splitext(os.path.basename(script))[0], args.publish)

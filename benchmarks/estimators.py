@@ -163,7 +163,9 @@ def main(argv=None) -> str:
     parser.add_argument("--no-jit", action="store_true", help="only jit_compile=False")
     parser.add_argument("--jit-only", action="store_true", help="only jit_compile=True")
     parser.add_argument("--only", default=None, help="comma-separated contenders")
+    _common.add_publish_arg(parser)
     args = parser.parse_args(argv)
+    before = _common.check_publish_load(args.publish)
     _common.set_threads(args.threads)
     modes = (False,) if args.no_jit else (True,) if args.jit_only else (False, True)
     only = args.only.split(",") if args.only else None
@@ -172,8 +174,7 @@ def main(argv=None) -> str:
         if unknown:
             parser.error(f"--only: unknown {', '.join(unknown)}; known: {', '.join(contenders())}")
     table = run(args.quick, args.rounds, args.calls, jit_modes=modes, only=only)
-    print(table)
-    return table
+    return _common.finish(table, before, "estimators", args.publish)
 
 
 if __name__ == "__main__":
