@@ -197,10 +197,9 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
     wall = _common.ratio_stats(times["wall"], reference)
     images = 200 if quick else TEST_SET_IMAGES
     sets = {name: test_set_seconds(fn, images, 100) for name, fn in contenders.items()}
-    new_name = NEW_RULE
     gap = max(
         float(np.max(np.abs(np.exp(a) - np.exp(b))))
-        for a, b in zip(sets[new_name][2], sets[reference][2], strict=True)
+        for a, b in zip(sets[NEW_RULE][2], sets[reference][2], strict=True)
     )
     pmf_rows = [
         [

@@ -222,9 +222,9 @@ def igr_i_log_pmf(
     1e-13, raw quadrature, mu ~ N(0, 2^2), log sigma ~ N(0, 0.5^2), K-1 in 1..11,
     ``benchmarks/pmf_accuracy.py``): 200 cases with a = 0: 6.9e-7 at the default 45 nodes,
     8.1e-8 at 50, 6.0e-7 at 40; 200 cases with delta in {0.5, 1, 2}: 4.6e-7 at 45, 2.3e-7 at
-    50, 7.8e-7 at 40 (one test case reaches 4.4e-6 there), 5e-10 at 80.  Speed (provisional,
-    measured on a loaded machine, ``benchmarks/pmf_speed.py``): a [100, 20, 9] batch under XLA
-    in ~64 ms of CPU at 45 nodes, ~22x the pre-issue-10 rule (50 nodes: ~19x).  The default
+    50, 7.8e-7 at 40 (one test case reaches 4.4e-6 there), 5e-10 at 80.  Speed (idle 2-core
+    machine, ``benchmarks/pmf_speed.py``, two runs): a [100, 20, 9] batch under XLA in 68-71 ms
+    of CPU at 45 nodes, 22.6-22.8x the pre-issue-10 rule (50 nodes: 19.5-20.4x).  The default
     was 50 before; pass ``num_nodes=50`` for the smaller error.  Several steep competitors
     stepping at nearly the same place are what limits it (one gets a panel end); raise
     ``num_nodes`` for such parameters (1e-8 on moderate cases takes about 80).  The node

@@ -42,8 +42,8 @@ RECOMMENDED_TEMPERATURE: dict[str, float] = {
     "igr_sb": 0.25,
     "igr_planar": 0.25,
     "gs": 1.5,
-    "perturb_exponential": 1.5,
 }
+RECOMMENDED_TEMPERATURE["perturb_exponential"] = RECOMMENDED_TEMPERATURE["gs"]
 
 #: Approximating discrete distributions: GS at τ = 0.1, the IGR family at τ = 0.01.
 APPROX_TEMPERATURE: dict[str, float] = {
