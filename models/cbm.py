@@ -26,6 +26,7 @@ import tensorflow as tf
 from igr_tf import concepts as cc
 from igr_tf import datasets
 from igr_tf._checks import positive_float
+from igr_tf._ops import plain_tensorflow
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -247,6 +248,7 @@ class ConceptBottleneckModel(keras.Model):
         """Class logits ``[B, classes]``."""
         return self.head(self.concepts(x, training=training)["concepts"])
 
+    @plain_tensorflow  # also called directly inside users' tf.functions
     def objective(self, x, y, training=None) -> dict[str, tf.Tensor]:
         """Per-example terms ``[B]`` (the contrastive term is per batch, broadcast)."""
         out = self.concepts(x, training=training)

@@ -59,6 +59,7 @@ import tensorflow as tf
 
 from igr_tf import evaluation
 from igr_tf._checks import check_positive, check_positive_int
+from igr_tf._ops import plain_tensorflow
 from igr_tf._seed_state import SavesSeedState
 from igr_tf.layers import DiscreteLatent, work_dtype
 from models.vae import LIKELIHOODS
@@ -279,6 +280,7 @@ class DeepLatentGaussianMixture(SavesSeedState, keras.Model):
         z = tf.einsum("bk,bkd->bd", psi, loc + scale * eps[:, None, :])
         return dict(out, psi=psi, z=z, loc=loc, scale=scale)
 
+    @plain_tensorflow  # also called directly inside users' tf.functions
     def objective(self, x: tf.Tensor, training=None) -> dict[str, tf.Tensor]:
         """Loss terms per example: "loss" (−ELBO), "recon", "kl_z", "kl_c" and diagnostics."""
         draw = self._draw(x, training)

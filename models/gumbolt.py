@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from igr_tf._checks import check_positive, check_positive_int
+from igr_tf._ops import plain_tensorflow
 from igr_tf._seed_state import SavesSeedState
 from igr_tf.boltzmann import RBM, posterior
 from igr_tf.evaluation import log_mean_exp
@@ -188,6 +189,7 @@ class GumBoltVAE(SavesSeedState, keras.Model):
         """Decoder logits `[B, H·W·C]` for one relaxed draw of the latents."""
         return self.decoder(self._relaxed(self.encode(x, training)).relaxed)
 
+    @plain_tensorflow  # also called directly inside users' tf.functions
     def objective(self, x: tf.Tensor, training=None) -> dict[str, tf.Tensor]:
         """Per-example terms: "loss" `−(L̆_k + log Z)`, "recon" `−log p(x|ζ)`, "energy" `E(ζ)`,
         "entropy" `−log q̆(ζ|x)` (the last three averaged over the k samples)."""
@@ -211,10 +213,9 @@ class GumBoltVAE(SavesSeedState, keras.Model):
             tracker.update_state(terms[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
-    # Keras traces the steps with autograph; nothing here branches on tensors (the only loops
-    # are explicit tf.while_loops), and converting this code and TFP's took most of the
-    # tracing time (seconds per model on a CPU), hence do_not_convert.
-    @tf.autograph.experimental.do_not_convert
+    # Nothing here branches on tensors (the only loops are explicit tf.while_loops), and
+    # converting this code took most of the tracing time (seconds per model on a CPU).
+    @plain_tensorflow
     def train_step(self, data):
         from igr_tf import training
 
@@ -233,7 +234,7 @@ class GumBoltVAE(SavesSeedState, keras.Model):
         terms = training.minimize(self, objective, x)
         return training.step_logs(self._update(terms))
 
-    @tf.autograph.experimental.do_not_convert
+    @plain_tensorflow
     def test_step(self, data):
         from igr_tf import training
 

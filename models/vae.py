@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from igr_tf import evaluation
+from igr_tf._ops import plain_tensorflow
 from igr_tf.estimators import EstimatorLatent, option_names
 from igr_tf.layers import DiscreteLatent, work_dtype
 from models.gaussian_latent import GaussianLatent
@@ -301,6 +302,7 @@ class DiscreteVAE(keras.Model):
         z = self.continuous(continuous_params, training=training)["sample"]
         return self.decoder(self.decoder_inputs(sample, z))
 
+    @plain_tensorflow  # also called directly inside users' tf.functions
     def objective(self, x: tf.Tensor, training=None) -> dict[str, tf.Tensor]:
         """Loss terms per example: "loss" (−ELBO or −IW bound), "recon", "kl" and diagnostics."""
         s = self.num_samples

@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from igr_tf._checks import check_num_categories, check_positive, check_positive_int
+from igr_tf._ops import plain_tensorflow
 
 __all__ = [
     "Estimator",
@@ -134,6 +135,16 @@ class Estimator(abc.ABC):
     unbiased: ClassVar[bool]
     needs_objective: ClassVar[bool]
 
+    #: The methods a user calls inside their own `tf.function`: `igr_tf._ops.plain_tensorflow`
+    #: (autograph does not convert them) in every subclass that defines them.
+    _PLAIN_METHODS: ClassVar[tuple[str, ...]] = (
+        "sample", "surrogate", "gradient", "log_pmf", "kl", "categorical_log_probs",
+    )  # fmt: skip
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        _do_not_convert_methods(cls)
+
     def __init__(self, num_categories: int) -> None:
         self.num_categories = check_num_categories(num_categories)
 
@@ -212,6 +223,17 @@ class Estimator(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _do_not_convert_methods(cls: type) -> None:
+    """Marks the `_PLAIN_METHODS` that `cls` itself defines as autograph's do-not-convert."""
+    for name in cls._PLAIN_METHODS:
+        method = cls.__dict__.get(name)
+        if callable(method) and not hasattr(method, "__wrapped__"):
+            setattr(cls, name, plain_tensorflow(method))
+
+
+_do_not_convert_methods(Estimator)
 
 
 class HardSampleEstimator(Estimator):

@@ -28,11 +28,10 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from igr_tf._ops import plain_tensorflow as _plain
 from igr_tf.estimators._normal import log_add_exp, log_ndtr, ndtri_log, ndtri_of_log
 
 __all__ = ["conditional_igr_i", "log_upper_tail", "truncated_normal_below"]
-
-_plain = tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _F64 = tf.float64

@@ -19,11 +19,9 @@ import math
 
 import tensorflow as tf
 
-__all__ = ["log1mexp", "log_add_exp", "log_ndtr", "ndtri_log", "ndtri_of_log"]
+from igr_tf._ops import plain_tensorflow as _plain
 
-# Plain TF ops with static Python loops: autograph has nothing to convert (and converting them
-# would double the tracing time).
-_plain = tf.autograph.experimental.do_not_convert
+__all__ = ["log1mexp", "log_add_exp", "log_ndtr", "ndtri_log", "ndtri_of_log"]
 
 _F64 = tf.float64
 _LOG_HALF = math.log(0.5)
