@@ -3,6 +3,8 @@ files first."""
 
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 #: The files that take longest (each over ~40 s of one core: train.py processes, XLA compiles,
@@ -37,3 +39,22 @@ SLOW_FILES_FIRST = (
 def pytest_collection_modifyitems(session, config, items) -> None:
     rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
+
+@pytest.fixture
+def package_conversions(monkeypatch):
+    """The functions of igr_tf and models that autograph converts while the test runs (a list of
+    `module.qualname`, filled as tracing goes): empty where `igr_tf._ops.plain_tensorflow` holds."""
+    from tensorflow.python.autograph.impl import api
+
+    converted: list[str] = []
+    original = api._convert_actual
+
+    def spy(entity, program_ctx):
+        module = getattr(entity, "__module__", "") or ""
+        if module.split(".")[0] in ("igr_tf", "models"):
+            converted.append(f"{module}.{getattr(entity, '__qualname__', entity)}")
+        return original(entity, program_ctx)
+
+    monkeypatch.setattr(api, "_convert_actual", spy)
+    return converted
