@@ -368,7 +368,9 @@ class DiscreteVAE(keras.Model):
         return training.step_logs(self._update(objective(x)))
 
     # --- evaluation -------------------------------------------------------------------------------
-    def loglik_terms(self, x: tf.Tensor, num_samples: int = 100, seed=(0, 0)) -> dict:
+    def loglik_terms(
+        self, x: tf.Tensor, num_samples: int = 100, seed=(0, 0), prior_log_probs=None
+    ) -> dict:
         """Per-example importance-sampled log-likelihood bound and the original code's quantity.
 
         Latents are one-hot draws from the categorical the encoder induces (exact for igr_i and
@@ -376,6 +378,8 @@ class DiscreteVAE(keras.Model):
         With continuous_dim > 0 the proposal is that categorical times the encoder's Gaussian
         q(z | x) and the prior p(d) N(z; 0, I) (`evaluation.mixed_loglik_estimates`).
         Deterministic given the weights, `x` and the stateless `seed` (shape [2] ints).
+        `prior_log_probs` `[K]`: the prior's induced categorical, if already computed (it depends
+        only on the weights, so `evaluate_loglik` computes it once, not in every traced step).
         """
         seed = tf.convert_to_tensor(seed, tf.int32)
         # Two streams split from `seed`: the proposal's Monte Carlo estimate (igr_sb, igr_planar)
@@ -385,7 +389,9 @@ class DiscreteVAE(keras.Model):
         proposal_seed, sample_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         params, continuous_params = self._split(self.encoder(x, training=False))
         q_log_probs = self.latent.categorical_log_probs(params, seed=proposal_seed)
-        prior_log_probs = self.latent.prior_categorical_log_probs(q_log_probs.dtype)
+        if prior_log_probs is None:
+            prior_log_probs = self.latent.prior_categorical_log_probs(q_log_probs.dtype)
+        prior_log_probs = tf.cast(prior_log_probs, q_log_probs.dtype)
 
         log_lik = self._sample_log_likelihoods(x)
         if self.continuous is not None:
@@ -410,7 +416,13 @@ class DiscreteVAE(keras.Model):
         """Mean test log-likelihood (importance sampled, S = `num_samples`) over batched data."""
         # autograph=False: the evaluation has no Python control flow on tensors, and converting
         # it (and the quadrature it calls) took ~10 s per process, more than the evaluation.
-        step = tf.function(lambda x, s: self.loglik_terms(x, num_samples, s), autograph=False)
+        # The prior's categorical once, eagerly: traced into the step, IGR-I's quadrature for it
+        # cost ~3 s of tracing and graph optimization per process (it is a constant there).
+        prior = self.latent.prior_categorical_log_probs(work_dtype(self.latent.compute_dtype))
+        step = tf.function(
+            lambda x, s: self.loglik_terms(x, num_samples, s, prior_log_probs=prior),
+            autograph=False,
+        )
         sums: dict[str, float] = {}
         count = 0
         for i, batch in enumerate(dataset):

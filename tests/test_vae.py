@@ -247,6 +247,30 @@ def loglik_estimates(model, num_samples, replicates, seed) -> np.ndarray:
     return out.reshape(replicates, len(TINY_X))
 
 
+def test_evaluation_computes_the_prior_once_eagerly_and_matches_the_per_batch_terms(digits):
+    # The prior's induced categorical depends only on the weights: evaluate_loglik computes it
+    # once, eagerly, instead of tracing IGR-I's quadrature for it into the step (a constant there,
+    # ~3 s of tracing and graph optimization per process); the result is that of loglik_terms.
+    model = make_vae("igr_i", num_vars=4, num_categories=5)
+    calls = []
+    prior = model.latent.prior_categorical_log_probs
+
+    def spy(*args, **kwargs):
+        calls.append(tf.executing_eagerly())
+        return prior(*args, **kwargs)
+
+    model.latent.prior_categorical_log_probs = spy
+    test = tf.data.Dataset.from_tensor_slices(digits[:30]).batch(10)
+    result = model.evaluate_loglik(test, num_samples=7, seed=4)
+    assert calls == [True]
+    per_batch = [
+        model.loglik_terms(digits[10 * i : 10 * (i + 1)], 7, seed=(4, i))["loglik"].numpy()
+        for i in range(3)
+    ]
+    assert len(calls) == 4  # loglik_terms alone computes the prior itself
+    np.testing.assert_allclose(result["test_loglik"], np.mean(per_batch), rtol=1e-6)
+
+
 @pytest.mark.parametrize("relaxation", ["igr_i", "gs", "igr_sb"])
 def test_importance_sampled_loglik_against_enumeration(relaxation):
     model = tiny_vae(relaxation)
