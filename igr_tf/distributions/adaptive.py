@@ -134,7 +134,7 @@ class StickRow:
         self.__name__ = f"stick_row_{self.row}"  # DeferredTensor names its transform by it
 
     def __call__(self, x) -> tf.Tensor:
-        x = tf.convert_to_tensor(x)[..., self.row, :]
+        x = tf.unstack(tf.convert_to_tensor(x), axis=-2)[self.row]
         return x if self.bijector is None else self.bijector.forward(x)
 
 
@@ -159,9 +159,8 @@ class _Param:
         self.raw = tf.convert_to_tensor(x if direct else x.pretransformed_input)
 
     def view(self, columns: tf.Tensor) -> tf.Tensor:
-        """The parameter from `columns`, the raw tensor on some sticks (`_columns`)."""
-        if self.row is not None:
-            columns = columns[..., self.row, :]
+        """The parameter from `columns`, the raw tensor on some sticks (`_columns`), its row
+        already taken (`_Group.views`)."""
         if self._bijector is None:
             return columns
         # A fresh tensor per call: the bijector caches forward() by input, and a cached output
@@ -218,7 +217,19 @@ class _Group:
         """The parameters on sticks `start+1..stop`, from `inputs` (the raw tensors, or the
         same tensors as a branch's inputs)."""
         cols = [_columns(x, start, stop) for x in inputs]
-        return [p.view(cols[i]) for p, i in zip(self.params, self._arg, strict=True)]
+        # The rows of a shared input, unstacked once for the parameters that read them: an
+        # indexed row `x[..., r, :]` differentiates through StridedSliceGrad, ~3x slower than
+        # unstack's Pack (2.5 against 0.7 ms for both rows of [100, 20, 2, 16] with gradient).
+        rows: dict[int, list[tf.Tensor]] = {}
+        out = []
+        for p, i in zip(self.params, self._arg, strict=True):
+            if p.row is None:
+                out.append(p.view(cols[i]))
+                continue
+            if i not in rows:
+                rows[i] = tf.unstack(cols[i], axis=-2)
+            out.append(p.view(rows[i][p.row]))
+        return out
 
 
 def _recomputed_switch(
