@@ -244,6 +244,12 @@ class Relaxation(abc.ABC):
         }
 
 
+def _as_rows(params: tf.Tensor) -> tf.Tensor:
+    """Encoder outputs `[..., 2(K-1)]` seen as `[..., 2, K-1]`: row 0 the Gaussian locations,
+    row 1 the raw scales (a reshape, no copy)."""
+    return tf.reshape(params, ps.concat([ps.shape(params)[:-1], [2, -1]], 0))
+
+
 def _as_seed(seed) -> tf.Tensor:
     """A stateless seed `[2]` int32 (from None, an int, a pair or a tensor)."""
     if seed is None:
@@ -286,7 +292,10 @@ class _IGR(Relaxation):
     def loc_scale(self, params):
         """Encoder outputs `[..., V, 2(K-1)]` -> (loc, scale) with scale = softplus(ξ) + 1e-4."""
         params = self.split(params)
-        loc, raw = tf.split(params, 2, axis=-1)
+        # The two halves unstacked from their rows: on CPU, Unpack and its gradient (Pack) cost
+        # less than Split and ConcatV2 for the same copy (~400 against ~440 µs with the
+        # gradient, [100, 20, 18], one thread).
+        loc, raw = tf.unstack(_as_rows(params), axis=-2)
         return loc, softplus(raw) + _MIN_SCALE
 
     def map(self, weights=None) -> tfb.Bijector | None:
@@ -426,7 +435,7 @@ class IGRStickBreaking(_IGR):
         # loc and the scale as loc_scale computes them (softplus(ξ) + 1e-4), deferred: rows of
         # the encoder outputs seen as [..., 2, K-1], read by the truncated distribution on the
         # sticks its bucket uses only (O(sticks used), not O(K); no full-width split).
-        rows = tf.reshape(params, ps.concat([ps.shape(params)[:-1], [2, -1]], 0))
+        rows = _as_rows(params)
         shape = tf.TensorShape(params.shape[:-1]).concatenate([self.num_categories - 1])
         low = tf.constant(_MIN_SCALE, params.dtype)
         loc = tfp.util.DeferredTensor(rows, StickRow(0), shape=shape)
