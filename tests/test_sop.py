@@ -64,9 +64,7 @@ def test_shapes_every_architecture(relaxation: str, digits) -> None:
         upper, lower = split_halves(x)
         logits = model.lower_logits(tf.tile(upper, [3, 1]), discrete=True)
         expected = tfp.distributions.Bernoulli(logits=logits).log_prob(tf.tile(lower, [3, 1]))
-        np.testing.assert_allclose(
-            ll, tf.reshape(tf.reduce_sum(expected, -1), [3, 4]), rtol=1e-5
-        )
+        np.testing.assert_allclose(ll, tf.reshape(tf.reduce_sum(expected, -1), [3, 4]), rtol=1e-5)
 
 
 def _trained(relaxation: str, digits, jit_compile: bool, epochs: int = 3, **kwargs):

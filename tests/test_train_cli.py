@@ -463,8 +463,10 @@ def finished(runs, tmp_path) -> str:
     "extra, named",
     [
         # The default τ follows --dist: a changed --dist changes it too, and both are named.
-        (["--dist", "gs"], ["--dist 'igr_i' (now 'gs')",
-                            f"--temperature {TAU['igr_i']} (now {TAU['gs']})"]),  # fmt: skip
+        (
+            ["--dist", "gs"],
+            ["--dist 'igr_i' (now 'gs')", f"--temperature {TAU['igr_i']} (now {TAU['gs']})"],
+        ),  # fmt: skip
         (["--temperature", "0.5"], [f"--temperature {TAU['igr_i']} (now 0.5)"]),
         (["--seed", "3"], ["--seed 0 (now 3)"]),
         (["--kl", "sampled"], ["--kl None (now 'sampled')"]),

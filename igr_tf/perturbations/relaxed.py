@@ -202,7 +202,11 @@ class ExpRelaxedPerturbation(tfd.Distribution):
         tiny = np.finfo(dtype_util.as_numpy_dtype(self.dtype)).tiny
         # Philox named explicitly, as in igr_tf.distributions.philox (XLA on CPU).
         uniforms = tf.random.stateless_uniform(
-            shape, seed=samplers.sanitize_seed(seed), minval=tiny, maxval=1.0, dtype=self.dtype,
+            shape,
+            seed=samplers.sanitize_seed(seed),
+            minval=tiny,
+            maxval=1.0,
+            dtype=self.dtype,
             alg="philox",
         )
         scores = perturbed_scores(self._family, self._alpha, logits, temperature, uniforms)
