@@ -466,7 +466,7 @@ def finished(runs, tmp_path) -> str:
         (
             ["--dist", "gs"],
             ["--dist 'igr_i' (now 'gs')", f"--temperature {TAU['igr_i']} (now {TAU['gs']})"],
-        ),  # fmt: skip
+        ),
         (["--temperature", "0.5"], [f"--temperature {TAU['igr_i']} (now 0.5)"]),
         (["--seed", "3"], ["--seed 0 (now 3)"]),
         (["--kl", "sampled"], ["--kl None (now 'sampled')"]),
