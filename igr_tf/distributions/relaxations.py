@@ -10,6 +10,7 @@ task, `igr_tf.relaxed_one_hot`) goes through `draw`, which is nothing but
 q, p = relaxation.distributions(params, τ, weights, log_space=True)   # sharing one bijector
 y    = q.sample(seed=seed)                                           # y = log ψ  [..., V, K]
 kl   = KL(q ‖ p): tfd.kl_divergence(q, p)  (closed form)  or  q.log_prob(y) - p.log_prob(y)
+       (sampled: y and q.log_prob(y) drawn together, q.experimental_sample_and_log_prob)
 ```
 
 so a fix to a bijector is a fix everywhere. ψ = exp(y) is the relaxed one-hot sample and
@@ -200,8 +201,15 @@ class Relaxation(abc.ABC):
             # not be merged.
             weights = {k: tf.convert_to_tensor(v) for k, v in weights.items()}
         q, p = self.distributions(params, temperature, weights, log_space=True)
-        y = q.sample(seed=_as_seed(seed))
-        return Draw(log_sample=y, kl=self._kl(q, p, y), metrics=self._metrics(q, y))
+        if self.kl_method == "sampled" and not self.stick_the_landing:
+            # The draw and its density together (TFP's sample_and_log_prob): an IGR base
+            # evaluates log N(z; μ, σ) from its own noise ε instead of from (z - μ) / σ.
+            y, log_q = q.experimental_sample_and_log_prob(seed=_as_seed(seed))
+            kl = log_q - p.log_prob(y)
+        else:
+            y = q.sample(seed=_as_seed(seed))
+            kl = self._kl(q, p, y)
+        return Draw(log_sample=y, kl=kl, metrics=self._metrics(q, y))
 
     def categorical_log_probs(self, params, weights=None, temperature=1.0, seed=None) -> tf.Tensor:
         """Log pmf `[..., V, K]` of the induced categorical (the law of `argmax ψ`).
