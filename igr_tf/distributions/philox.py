@@ -39,31 +39,78 @@ def _stateless(seed) -> tf.Tensor:
 def standard_normal(shape, seed, dtype=tf.float32) -> tf.Tensor:
     """N(0, 1) noise of `shape` from the stateless Philox `seed` `[2]`: IGR's Gaussian draw.
 
-    Under XLA this is `tf.random.stateless_normal(alg="philox")` (XLA's own Box–Muller). Without
-    XLA, for float32 and float64, it is the same Box–Muller transform written as TF ops on one
-    Philox uniform draw `u [2, ⌈n/2⌉]`:
+    For float32 and float64, the Box–Muller transform written as TF ops on one Philox uniform
+    draw `u [2, ⌈n/2⌉]`:
 
     ```none
     r = sqrt(-2 log(1 - u_0)),   θ = 2π u_1,   ε = [r cos θ, r sin θ]   (first n entries)
     ```
 
-    because TF's `StatelessRandomNormalV2` CPU kernel evaluates it one scalar at a time: the
-    vectorised ops took ~0.05-0.10 off IGR's sample + KL + gradient step as a ratio to GS
-    (V=20, K=10, batch 100). Both routes are exact N(0, 1) draws (up to float rounding and the
-    uniform's resolution: |ε| ≤ 5.6 in float32, as in TF's kernel); they give different
-    numbers for the same seed, as XLA's and TF's Philox streams do anyway.
+    Without XLA because TF's `StatelessRandomNormalV2` CPU kernel evaluates it one scalar at a
+    time: the vectorised ops took ~0.05-0.10 off IGR's sample + KL + gradient step as a ratio to
+    GS (V=20, K=10, batch 100). Under XLA because XLA on CPU calls a scalar sin and cos per
+    entry (its own normal too): ~24 ns each, ~0.4 ms for the 18,000 normals of that step, twice
+    the rest of the draw. There cos θ and sin θ are polynomials instead (`_cos_sin_turns`, exact
+    to float rounding), vectorised with the ops around them. Other dtypes use
+    `tf.random.stateless_normal`. Every route is an exact N(0, 1) draw (up to float rounding and
+    the uniform's resolution: |ε| ≤ 5.6 in float32, as in TF's kernel); XLA's Philox stream
+    differs from TF's kernels' for the same seed, so compiled and eager draws differ.
     """
     dtype = tf.as_dtype(dtype)
-    if in_xla_context() or dtype not in (tf.float32, tf.float64):
+    if dtype not in (tf.float32, tf.float64):
         return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg=ALGORITHM)
     size = ps.reduce_prod(shape)
     u = tf.random.stateless_uniform(
         ps.stack([2, (size + 1) // 2]), seed=seed, dtype=dtype, alg=ALGORITHM
     )
     radius = tf.sqrt(-2.0 * tf.math.log1p(-u[0]))  # 1 - u_0 in (0, 1]: finite
-    angle = (2.0 * math.pi) * u[1]
-    eps = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)
+    if in_xla_context():
+        # θ = 2π(v + ½) with v = u_1 - ½ in [-½, ½) (exact): cos θ = -cos 2πv, sin θ = -sin 2πv.
+        cos_v, sin_v = _cos_sin_turns(u[1] - 0.5)
+        eps = tf.concat([-radius * cos_v, -radius * sin_v], axis=0)
+    else:
+        angle = (2.0 * math.pi) * u[1]
+        eps = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)
     return tf.reshape(eps[:size], shape)
+
+
+def _turn_coefficients(dtype: tf.DType) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Taylor coefficients, in powers of v², of cos(2πv) and of sin(2πv) / v.
+
+    ```none
+    cos 2πv = Σ_k (-1)^k (2π)^{2k} v^{2k} / (2k)!
+    sin 2πv = v Σ_k (-1)^k (2π)^{2k+1} v^{2k} / (2k+1)!
+    ```
+
+    Kept up to the first term whose bound at |2πv| = π, π^m / m!, is below an eighth of the
+    dtype's machine epsilon: degree 18 (float32) or 30 (float64) for the cosine.
+    """
+    eps = float(np.finfo(dtype.as_numpy_dtype).eps)
+    cos, sin = [], []
+    m = 0
+    while math.pi**m / math.factorial(m) >= eps / 8:
+        term = (-1) ** (m // 2) * (2.0 * math.pi) ** m / math.factorial(m)
+        (cos if m % 2 == 0 else sin).append(term)
+        m += 1
+    return tuple(cos), tuple(sin)
+
+
+def _cos_sin_turns(v: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """`(cos 2πv, sin 2πv)` for |v| ≤ ½ by Horner's rule on `_turn_coefficients`.
+
+    Truncation error below eps/8; rounding adds a few eps in absolute terms (the partial sums
+    reach ~5 at |2πv| = π), as much as rounding 2πu to float does in `tf.cos(2π u)`.
+    """
+    cos_c, sin_c = _turn_coefficients(v.dtype)
+    v_sq = tf.square(v)
+
+    def horner(coefficients):
+        acc = tf.constant(coefficients[-1], v.dtype)
+        for c in coefficients[-2::-1]:
+            acc = acc * v_sq + c
+        return acc
+
+    return horner(cos_c), v * horner(sin_c)
 
 
 class Normal(tfd.Normal):
