@@ -633,7 +633,9 @@ def vae_images(model, data, args):
         seed = tf.constant([args.seed, epoch], tf.int32)
         z = tf.cast(prior_sample(seed), tf.float32)
         if args.continuous_dim:  # and the continuous latents from their prior N(0, I)
-            z_c = tf.random.stateless_normal([x.shape[0], args.continuous_dim], seed=seed[::-1])
+            z_c = tf.random.stateless_normal(
+                [x.shape[0], args.continuous_dim], seed=seed[::-1], alg="philox"
+            )
             z = model.decoder_inputs(z, z_c)
         gen = tf.sigmoid(model.decoder(z)[:, :pixels])
         return tf.concat([x, tf.reshape(recon, tf.shape(x)), tf.reshape(gen, tf.shape(x))], 0)

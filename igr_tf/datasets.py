@@ -318,7 +318,9 @@ def _gather(element: tuple, order: tf.Tensor):
 
 def _bernoulli(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """One Bernoulli(x) draw per pixel with a stateless seed."""
-    return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed) < x, tf.float32)
+    return tf.cast(
+        tf.random.stateless_uniform(tf.shape(x), seed=seed, alg="philox") < x, tf.float32
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -334,7 +336,9 @@ def _dynamic_binarize(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
     def draw(x: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
-        return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=s) < x, tf.float32)
+        return tf.cast(
+            tf.random.stateless_uniform(tf.shape(x), seed=s, alg="philox") < x, tf.float32
+        )
 
     return tf.data.Dataset.zip(ds, seeds).map(draw, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -344,7 +348,9 @@ def _fixed_binarize(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
 
     def draw(i: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
         s = tf.stack([tf.constant(seed, tf.int64), i])
-        return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=s) < x, tf.float32)
+        return tf.cast(
+            tf.random.stateless_uniform(tf.shape(x), seed=s, alg="philox") < x, tf.float32
+        )
 
     return ds.enumerate().map(draw, num_parallel_calls=tf.data.AUTOTUNE)
 

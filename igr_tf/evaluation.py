@@ -186,7 +186,7 @@ def mixed_loglik_estimates(
     d = _sample_one_hot(q_log_probs, num_samples, seed)
     z_seed = tf.random.experimental.stateless_fold_in(seed, 1)
     shape = tf.concat([[num_samples], tf.shape(loc)], 0)
-    eps = tf.random.stateless_normal(shape, seed=z_seed, dtype=loc.dtype)
+    eps = tf.random.stateless_normal(shape, seed=z_seed, dtype=loc.dtype, alg="philox")
     z = loc + scale * eps  # [S, B, D]
     log_lik = tf.concat(
         [

@@ -61,6 +61,7 @@ from igr_tf import evaluation
 from igr_tf._checks import check_positive, check_positive_int
 from igr_tf._ops import plain_tensorflow
 from igr_tf._seed_state import SavesSeedState
+from igr_tf.distributions import philox
 from igr_tf.layers import DiscreteLatent, work_dtype
 from models.vae import LIKELIHOODS
 
@@ -276,7 +277,10 @@ class DeepLatentGaussianMixture(SavesSeedState, keras.Model):
         out = self.latent(params, training=training)
         psi = tf.cast(out["sample"][:, 0, :], loc.dtype)  # [B, K]
         shape = [tf.shape(loc)[0], self.latent_dim]
-        eps = keras.random.normal(shape, seed=self.seed_generator, dtype=loc.dtype)
+        # keras.random.normal's draw with Philox named (GaussianLatent.call says why): the same
+        # seed conversion (its int64 state mod 2^31 - 2) and so the same numbers.
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
+        eps = tf.random.stateless_normal(shape, seed=seed, dtype=loc.dtype, alg=philox.ALGORITHM)
         z = tf.einsum("bk,bkd->bd", psi, loc + scale * eps[:, None, :])
         return dict(out, psi=psi, z=z, loc=loc, scale=scale)
 
@@ -329,7 +333,10 @@ class DeepLatentGaussianMixture(SavesSeedState, keras.Model):
         c = tf.transpose(tf.random.stateless_categorical(log_qc, num_samples, seed=c_seed))
         one_hot = tf.one_hot(c, self.num_components, dtype=loc.dtype)  # [S, B, K]
         eps = tf.random.stateless_normal(
-            [num_samples, tf.shape(x)[0], self.latent_dim], eps_seed, dtype=loc.dtype
+            [num_samples, tf.shape(x)[0], self.latent_dim],
+            eps_seed,
+            dtype=loc.dtype,
+            alg=philox.ALGORITHM,
         )
         z = (
             tf.einsum("sbk,bkd->sbd", one_hot, loc)
@@ -402,7 +409,9 @@ class DeepLatentGaussianMixture(SavesSeedState, keras.Model):
                 raise ValueError(f"`component` must be in [0, {self.num_components}); got "
                                  f"{component}.")  # fmt: skip
             c = tf.fill([num_samples], tf.constant(component, tf.int64))
-        eps = tf.random.stateless_normal([num_samples, self.latent_dim], eps_seed)
+        eps = tf.random.stateless_normal(
+            [num_samples, self.latent_dim], eps_seed, alg=philox.ALGORITHM
+        )
         z = tf.gather(loc, c) + tf.gather(scale, c) * eps
         pixels = int(np.prod(self.image_shape))
         means = tf.sigmoid(self.decoder(z)[:, :pixels])

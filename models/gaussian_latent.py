@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from igr_tf._seed_state import SavesSeedState
+from igr_tf.distributions import philox
 from igr_tf.layers import work_dtype
 
 __all__ = ["MIN_SCALE", "GaussianLatent", "normal_log_prob", "standard_normal_kl"]
@@ -87,7 +88,12 @@ class GaussianLatent(SavesSeedState, keras.layers.Layer):
         seed = tf.random.experimental.stateless_fold_in(
             tf.cast(self.seed_generator.next(), tf.int32), self._STREAM
         )
-        eps = tf.random.stateless_normal(tf.shape(loc), seed=seed, dtype=loc.dtype)
+        # Philox named, as everywhere in this package: TF's default ("auto_select") compiles,
+        # under XLA on CPU with a run-time seed, to a path 5x slower for the same numbers
+        # (1.5 against 0.29 ms for [100, 10] normals; igr_tf.distributions.philox).
+        eps = tf.random.stateless_normal(
+            tf.shape(loc), seed=seed, dtype=loc.dtype, alg=philox.ALGORITHM
+        )
         z = loc + scale * eps
         log_q = tf.reduce_sum(-0.5 * tf.square(eps) - tf.math.log(scale) - _HALF_LOG_2PI, -1)
         log_p = tf.reduce_sum(-0.5 * tf.square(z) - _HALF_LOG_2PI, -1)

@@ -276,7 +276,9 @@ class GumBoltVAE(SavesSeedState, keras.Model):
         """
         log_on, log_off = self.bernoulli_log_probs(x)
         shape = tf.concat([[num_samples], tf.shape(log_on)], 0)
-        u = tf.random.stateless_uniform(shape, tf.cast(seed, tf.int32), dtype=log_on.dtype)
+        u = tf.random.stateless_uniform(
+            shape, tf.cast(seed, tf.int32), dtype=log_on.dtype, alg="philox"
+        )
         # u < q, not log u < log q: u can be exactly 0 (2^-23 in float32), and log 0 = -inf
         # would switch on a unit whose q underflows, with a weight of 1/q.
         z = tf.cast(u < tf.exp(log_on), log_on.dtype)  # [S, B, n]

@@ -153,7 +153,7 @@ def uniform_noise(shape, seed, dtype=tf.float32) -> tf.Tensor:
     """Stateless Uniform[tiny, 1) noise, the source of every family's perturbation."""
     tiny = np.finfo(np.dtype(tf.as_dtype(dtype).as_numpy_dtype)).tiny
     return tf.random.stateless_uniform(
-        shape, seed=stateless_seed(seed), minval=tiny, maxval=1.0, dtype=dtype
+        shape, seed=stateless_seed(seed), minval=tiny, maxval=1.0, dtype=dtype, alg="philox"
     )
 
 

@@ -169,7 +169,9 @@ class GridModel:
 
 
 def _uniform(shape, low, high, seed, dtype) -> tf.Tensor:
-    return tf.random.stateless_uniform(shape, seed=seed, minval=low, maxval=high, dtype=dtype)
+    return tf.random.stateless_uniform(
+        shape, seed=seed, minval=low, maxval=high, dtype=dtype, alg="philox"
+    )
 
 
 def _couplings(shape, coupling: float, interaction: str, seed, dtype) -> tf.Tensor:

@@ -104,7 +104,9 @@ class SequentialSamples(NamedTuple):
 
 def _gumbel(shape, seed, dtype) -> tf.Tensor:
     tiny = np.finfo(np.dtype(dtype.as_numpy_dtype)).tiny
-    u = tf.random.stateless_uniform(shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype)
+    u = tf.random.stateless_uniform(
+        shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype, alg="philox"
+    )
     return -tf.math.log(-tf.math.log(u))
 
 
