@@ -592,7 +592,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
                 return out
             sticks = self._sticks_used(log_rest)
             q_sticks, p_sticks = (
-                tfd.Normal(loc, scale, validate_args=self.validate_args)
+                philox.Normal(loc, scale, validate_args=self.validate_args)
                 for loc, scale in (views[:2], views[2:])
             )
             return (*out, sticks, self._kl_of_sticks(q_sticks, p_sticks, sticks))
@@ -704,7 +704,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         cap = ps.shape(value)[-1] - 1
 
         def log_prob(j, y, n, views, tau):
-            normal = tfd.Normal(*views, validate_args=self.validate_args)
+            normal = philox.Normal(*views, validate_args=self.validate_args)
             return self._face_log_prob(y, n, normal, cap, tau)
 
         tau = tf.convert_to_tensor(self._temperature)
@@ -772,7 +772,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
 
         def kl(j, y, n, views):
             mine, theirs = (
-                tfd.Normal(loc, scale, validate_args=self.validate_args)
+                philox.Normal(loc, scale, validate_args=self.validate_args)
                 for loc, scale in (views[:2], views[2:])
             )
             return self._kl_of_sticks(mine, theirs, n)
