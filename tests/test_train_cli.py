@@ -124,6 +124,74 @@ def run_killable(moment: str, *args: str) -> Run:
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
+# Command lines that fail before TensorFlow is imported, run by one process: it imports train.py
+# once and forks a child per command line, a process in the state `python train.py ARGS` is in
+# when it calls main(). Each child's stdout and stderr are its file descriptors 1 and 2 (anything
+# written to them counts, not only Python's sys.stderr) and its exit status is train.py's. Spawning
+# an interpreter per command line cost ~0.25 s of CPU each, ~60 times.
+FORKED_CLI = """
+import json, os, sys, traceback
+sys.path.insert(0, os.getcwd())
+import train
+assert "tensorflow" not in sys.modules, "importing train.py imported TensorFlow"
+directory, statuses = sys.argv[1], []
+for i, args in enumerate(json.loads(sys.stdin.read())):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for fd, name in ((1, f"{i}.out"), (2, f"{i}.err")):
+                f = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                os.dup2(f, fd)
+                os.close(f)
+            sys.argv = ["train.py", *args]
+            try:
+                code = train.main()
+            except SystemExit as e:  # as the interpreter treats sys.exit(main()) in train.py
+                code = e.code
+            if code is None:
+                code = 0
+            elif not isinstance(code, int):
+                print(code, file=sys.stderr)
+                code = 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    statuses.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+print(json.dumps(statuses))
+"""
+
+
+def run_cli_forked(argvs: list[list[str]], directory) -> list[Run]:
+    """`run_cli(*argv)` for each argv, for command lines that fail before TensorFlow is imported
+    (flag and config errors), in one process (`FORKED_CLI`)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKED_CLI, str(directory)],
+        input=json.dumps([list(a) for a in argvs]),
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr[-3000:]
+    statuses = json.loads(proc.stdout)
+    assert len(statuses) == len(argvs)
+    runs = []
+    for i, code in enumerate(statuses):
+        with (
+            open(os.path.join(directory, f"{i}.out")) as out,
+            open(os.path.join(directory, f"{i}.err")) as err,
+        ):
+            runs.append(Run(code, out.read(), err.read()))
+    return runs
+
+
 def assert_one_line_error(run: Run, *fragments: str) -> str:
     """Exit status 2 and exactly one line on stderr (no TensorFlow log lines either)."""
     assert run.returncode == 2, (run.returncode, run.stdout[-2000:], run.stderr[-3000:])
@@ -234,83 +302,99 @@ def test_dist_choices_are_the_registry_names():
     assert tuple(dist.choices) == names() == train.RELAXATIONS
 
 
-@pytest.mark.parametrize(
-    "args, fragment",
-    [
-        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-        (["--temperature", "0"], "--temperature must be > 0"),
-        (["--temperature", "-1"], "--temperature must be > 0"),
-        (["--temperature", "nan"], "argument --temperature: must be a finite number"),
-        (["--temperature", "inf"], "argument --temperature: must be a finite number"),
-        (["--lr", "inf"], "argument --lr: must be a finite number, got 'inf'"),
-        (["--lr=-inf"], "argument --lr: must be a finite number"),
-        (["--lr", "nan"], "argument --lr: must be a finite number"),
-        (["--lr", "0"], "--lr must be > 0"),
-        (["--lr", "fast"], "argument --lr: invalid finite float value: 'fast'"),
-        (["--num-categories", "1"], "--num-categories must be ≥ 2"),
-        (["--num-vars", "0"], "--num-vars must be ≥ 1"),
-        (["--samples", "0"], "--samples must be ≥ 1"),
-        (["--eval-samples", "-5"], "--eval-samples must be ≥ 1"),
-        (["--dist", "foo"], "--dist: invalid choice: 'foo'"),
-        (["--epochs", "0"], "--epochs must be ≥ 1"),
-        (["--epochs", "two"], "--epochs: invalid int value: 'two'"),
-        (["--batch-size", "-3"], "--batch-size must be ≥ 1"),
-        (["--seed", "-1"], "--seed must be in [0, 2147483647]"),
-        (["--seed", "99999999999"], "--seed must be in [0, 2147483647]"),
-        (["--cpu-devices", "-2"], "--cpu-devices must be ≥ 0"),
-        (["--strategy", "tpu"], "--strategy: invalid choice: 'tpu'"),
-        (["--verbose", "3"], "--verbose: invalid choice: 3"),
-        (["--sb-threshold", "1.5"], "--sb-threshold must be in (0, 1]"),
-        (["--sb-threshold", "nan"], "argument --sb-threshold: must be a finite number"),
-        (["--sb-adaptive"], "--sb-adaptive needs --dist igr_sb"),
-        (["--kl", "exact"], "--kl: invalid choice: 'exact'"),
-        (["--binarization", "soft"], "--binarization: invalid choice: 'soft'"),
-        (["--test-file", "t.npz"], "--test-file needs --data-file"),
-        (["--data-file", "no/such/dir/tiny.npz"], "--data-file no/such/dir/tiny.npz: no such file"),
-        (["--data-file", "tests"], "--data-file tests: is a directory"),
-        (["--out", "README.md"], "--out README.md: is a file; --out names a directory"),
-        (["--out", "README.md/run"], "--out README.md/run: README.md is a file"),
-        (["mnist"], "invalid choice: 'mnist'"),
-        (["approx", "--prob", "1.5"], "--prob must be in (0, 1)"),
-        (["approx", "--rate", "0"], "--rate must be > 0"),
-        (["approx", "--trials", "0"], "--trials must be ≥ 1"),
-        (["approx", "--categories", "1"], "--categories must be ≥ 2"),
-        (["approx", "--successes", "-1"], "--successes must be > 0"),
-        (["approx", "--mc-samples", "0"], "--mc-samples must be ≥ 1"),
-        (["--config", "nope"], "--config: no config 'nope'; known: approx_paper"),
-        (["toy", "--estimator", "vimco"], "--estimator vimco: vimco needs a multi-sample"),
-        (["toy", "--estimator", "nope"], "--estimator nope: choose from st, st_gs, gumbel_rao"),
-        (["toy", "--estimator", "disarm", "--toy", "categorical"], "disarm is for binary"),
-        (["toy", "--estimator", "rebar", "--dist", "igr_planar"], "--dist igr_planar: rebar"),
-        (["toy", "--steps", "0"], "--steps must be ≥ 1; got 0"),
-    ],
-)
-def test_bad_flags_exit_2_with_one_line(args, fragment):
+BAD_FLAGS = [
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--temperature", "0"], "--temperature must be > 0"),
+    (["--temperature", "-1"], "--temperature must be > 0"),
+    (["--temperature", "nan"], "argument --temperature: must be a finite number"),
+    (["--temperature", "inf"], "argument --temperature: must be a finite number"),
+    (["--lr", "inf"], "argument --lr: must be a finite number, got 'inf'"),
+    (["--lr=-inf"], "argument --lr: must be a finite number"),
+    (["--lr", "nan"], "argument --lr: must be a finite number"),
+    (["--lr", "0"], "--lr must be > 0"),
+    (["--lr", "fast"], "argument --lr: invalid finite float value: 'fast'"),
+    (["--num-categories", "1"], "--num-categories must be ≥ 2"),
+    (["--num-vars", "0"], "--num-vars must be ≥ 1"),
+    (["--samples", "0"], "--samples must be ≥ 1"),
+    (["--eval-samples", "-5"], "--eval-samples must be ≥ 1"),
+    (["--dist", "foo"], "--dist: invalid choice: 'foo'"),
+    (["--epochs", "0"], "--epochs must be ≥ 1"),
+    (["--epochs", "two"], "--epochs: invalid int value: 'two'"),
+    (["--batch-size", "-3"], "--batch-size must be ≥ 1"),
+    (["--seed", "-1"], "--seed must be in [0, 2147483647]"),
+    (["--seed", "99999999999"], "--seed must be in [0, 2147483647]"),
+    (["--cpu-devices", "-2"], "--cpu-devices must be ≥ 0"),
+    (["--strategy", "tpu"], "--strategy: invalid choice: 'tpu'"),
+    (["--verbose", "3"], "--verbose: invalid choice: 3"),
+    (["--sb-threshold", "1.5"], "--sb-threshold must be in (0, 1]"),
+    (["--sb-threshold", "nan"], "argument --sb-threshold: must be a finite number"),
+    (["--sb-adaptive"], "--sb-adaptive needs --dist igr_sb"),
+    (["--kl", "exact"], "--kl: invalid choice: 'exact'"),
+    (["--binarization", "soft"], "--binarization: invalid choice: 'soft'"),
+    (["--test-file", "t.npz"], "--test-file needs --data-file"),
+    (["--data-file", "no/such/dir/tiny.npz"], "--data-file no/such/dir/tiny.npz: no such file"),
+    (["--data-file", "tests"], "--data-file tests: is a directory"),
+    (["--out", "README.md"], "--out README.md: is a file; --out names a directory"),
+    (["--out", "README.md/run"], "--out README.md/run: README.md is a file"),
+    (["mnist"], "invalid choice: 'mnist'"),
+    (["approx", "--prob", "1.5"], "--prob must be in (0, 1)"),
+    (["approx", "--rate", "0"], "--rate must be > 0"),
+    (["approx", "--trials", "0"], "--trials must be ≥ 1"),
+    (["approx", "--categories", "1"], "--categories must be ≥ 2"),
+    (["approx", "--successes", "-1"], "--successes must be > 0"),
+    (["approx", "--mc-samples", "0"], "--mc-samples must be ≥ 1"),
+    (["--config", "nope"], "--config: no config 'nope'; known: approx_paper"),
+    (["toy", "--estimator", "vimco"], "--estimator vimco: vimco needs a multi-sample"),
+    (["toy", "--estimator", "nope"], "--estimator nope: choose from st, st_gs, gumbel_rao"),
+    (["toy", "--estimator", "disarm", "--toy", "categorical"], "disarm is for binary"),
+    (["toy", "--estimator", "rebar", "--dist", "igr_planar"], "--dist igr_planar: rebar"),
+    (["toy", "--steps", "0"], "--steps must be ≥ 1; got 0"),
+]
+
+BAD_CONFIGS = [
+    ("[1, 2]", "must hold a JSON object of flag values"),
+    ('{"epochs": "ten"}', "epochs: invalid value 'ten' for --epochs"),
+    ('{"dist": "foo"}', "dist: 'foo' is not one of igr_i, igr_sb, igr_planar, gs"),
+    ('{"task": "gan"}', "task: 'gan' is not one of vae, sop, approx"),
+    ('{"lr": "inf"}', "lr: invalid value 'inf' for --lr"),
+    ('{"stl": 1}', "stl must be true or false"),
+    ('{"epochs": [1, 2]}', "epochs must be a number or a string"),
+    ('{"color": "red"}', "unknown keys color"),
+    ("{not json", "cannot read"),
+]
+
+
+@pytest.fixture(scope="module")
+def flag_errors(tmp_path_factory) -> dict[str, dict]:
+    """The runs of every command line of the two tests below (one process: `run_cli_forked`):
+    {"flags": {tuple(args): Run}, "configs": {file content: Run of --config FILE}}."""
+    tmp = tmp_path_factory.mktemp("flag_errors")
+    argvs = [list(args) for args, _ in BAD_FLAGS]
+    for i, (content, _) in enumerate(BAD_CONFIGS):
+        path = tmp / f"bad{i}.json"
+        path.write_text(content)
+        argvs.append(["--config", str(path)])
+    runs = run_cli_forked(argvs, tmp)
+    flags, configs = runs[: len(BAD_FLAGS)], runs[len(BAD_FLAGS) :]
+    result = {
+        "flags": {tuple(args): run for (args, _), run in zip(BAD_FLAGS, flags, strict=True)},
+        "configs": {content: run for (content, _), run in zip(BAD_CONFIGS, configs, strict=True)},
+    }
+    assert len(result["flags"]) == len(BAD_FLAGS) and len(result["configs"]) == len(BAD_CONFIGS)
+    return result
+
+
+@pytest.mark.parametrize("args, fragment", BAD_FLAGS)
+def test_bad_flags_exit_2_with_one_line(args, fragment, flag_errors):
     # Flags are checked before TensorFlow is imported: fast, and nothing else on stderr.
-    run = run_cli(*args, timeout=60)
+    run = flag_errors["flags"][tuple(args)]
     assert_one_line_error(run, fragment)
     assert not run.stdout
 
 
-@pytest.mark.parametrize(
-    "content, fragment",
-    [
-        ("[1, 2]", "must hold a JSON object of flag values"),
-        ('{"epochs": "ten"}', "epochs: invalid value 'ten' for --epochs"),
-        ('{"dist": "foo"}', "dist: 'foo' is not one of igr_i, igr_sb, igr_planar, gs"),
-        ('{"task": "gan"}', "task: 'gan' is not one of vae, sop, approx"),
-        ('{"lr": "inf"}', "lr: invalid value 'inf' for --lr"),
-        ('{"stl": 1}', "stl must be true or false"),
-        ('{"epochs": [1, 2]}', "epochs must be a number or a string"),
-        ('{"color": "red"}', "unknown keys color"),
-        ("{not json", "cannot read"),
-    ],
-)
-def test_bad_config_files_exit_2_with_one_line(content, fragment, tmp_path):
-    path = tmp_path / "bad.json"
-    path.write_text(content)
-    run = run_cli("--config", str(path), timeout=60)
-    assert_one_line_error(run, fragment)
+@pytest.mark.parametrize("content, fragment", BAD_CONFIGS)
+def test_bad_config_files_exit_2_with_one_line(content, fragment, flag_errors):
+    assert_one_line_error(flag_errors["configs"][content], fragment)
 
 
 @pytest.mark.parametrize(
