@@ -62,7 +62,10 @@ def runs(tmp_path_factory):
     data_file = tiny_npz(tmp / "tiny.npz")
     out = {name: str(tmp / name) for name in ("vae2", "sop2", "mw")}
     mirrored = ("--strategy", "mirrored", "--cpu-devices", "2")
-    sop = ["sop", "--data-file", data_file, "--batch-size", "20", "--eval-samples", "5",
+    # vae2 keeps the file's batches of 20 (20, 20, 14: a partial last batch under mirrored XLA);
+    # sop2 takes 3 full batches of 18, sparing the per-replica XLA retrace and recompile for the
+    # partial batch (~10 of its ~42 CPU s), which vae2 already covers.
+    sop = ["sop", "--data-file", data_file, "--batch-size", "18", "--eval-samples", "5",
            "--dist", "igr_i", "--epochs", "1", "--verbose", "0", "--out", out["sop2"]]  # fmt: skip
     res: dict = {"out": out}
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
