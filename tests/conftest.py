@@ -7,32 +7,43 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-#: The files that take longest (each over ~40 s of one core: train.py processes, XLA compiles,
-#: notebooks), longest first. Under pytest-xdist's `--dist loadfile` (setup.cfg) each file goes
-#: whole to the next free worker in collection order; starting with these keeps one worker from
-#: finishing a long file alone at the end (alphabetically they come last).
+#: The test files, longest first (seconds one pytest worker spends on each in a full run on 2
+#: cores, measured after the suite's speed-ups: each file's share of that worker's core, or the
+#: wall time of its subprocesses). Under pytest-xdist's `--dist loadfile --no-loadscope-reorder`
+#: (setup.cfg) each file goes whole to the next free worker in collection order: longest first
+#: keeps one worker from finishing a long file alone at the end while the other sits idle. Files
+#: not listed take a few seconds and come last, in alphabetical order.
 SLOW_FILES_FIRST = (
-    "test_train_cli.py",
-    "test_train_distributed.py",
-    "test_notebooks.py",
-    "test_training.py",
-    "test_dlgmm.py",
-    "test_mixed_latents.py",
-    "test_temperature_schedules.py",
-    "test_estimators_models.py",
-    "test_vae.py",
+    "test_train_cli.py",  # ~100 s: 5 train.py processes (kill/resume), in-process runs
+    "test_notebooks.py",  # ~100 s: 11 notebooks in one kernel
+    "test_train_distributed.py",  # ~90 s: 4 train.py processes under tf.distribute
+    "test_mixed_precision.py",  # ~65 s
     "test_sop.py",
-    "test_layers.py",
-    # Each ~25-60 s of one core; left to alphabetical order they were the last files, run by one
-    # worker while the other sat idle (the 1,000-test CI: 768 s wall for 1,202 s of CPU).
-    "test_estimators_unbiased.py",
-    "test_benchmarks_smoke.py",
-    "test_experiments.py",
-    "test_cbm.py",
-    "test_estimators_toys.py",
-    "test_datasets.py",
-    "test_gumbolt.py",
+    "test_bijectors.py",
+    "test_training.py",
+    "test_categorical.py",
+    "test_mixed_latents.py",
+    "test_vae.py",
+    "test_estimators_models.py",
     "test_adaptive_buckets.py",
+    "test_cbm.py",
+    "test_datasets.py",
+    "test_benchmarks_smoke.py",
+    "test_layers.py",
+    "test_dlgmm.py",
+    "test_gumbolt.py",
+    "test_experiments.py",
+    "test_temperature_schedules.py",
+    "test_bijector_harness.py",
+    "test_estimators_unbiased.py",
+    "test_perturbations_lowrank.py",
+    "test_estimators_toys.py",
+    "test_distributions.py",
+    "test_approx.py",
+    "test_rbm.py",
+    "test_relaxations.py",
+    "test_perturbations.py",
+    "test_estimators_straight_through.py",  # ~6 s
 )
 
 
