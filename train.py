@@ -615,6 +615,8 @@ def vae_images(model, data, args):
     """`images(epoch)`: 8 test images, their reconstructions and 8 samples from the prior."""
     import tensorflow as tf
 
+    from igr_tf._ops import RNG_ALGORITHM
+
     x = next(iter(data.test.batch(8)))  # the test set may hold fewer than 8
     pixels = x.shape[1] * x.shape[2]
 
@@ -634,7 +636,7 @@ def vae_images(model, data, args):
         z = tf.cast(prior_sample(seed), tf.float32)
         if args.continuous_dim:  # and the continuous latents from their prior N(0, I)
             z_c = tf.random.stateless_normal(
-                [x.shape[0], args.continuous_dim], seed=seed[::-1], alg="philox"
+                [x.shape[0], args.continuous_dim], seed=seed[::-1], alg=RNG_ALGORITHM
             )
             z = model.decoder_inputs(z, z_c)
         gen = tf.sigmoid(model.decoder(z)[:, :pixels])

@@ -7,7 +7,13 @@ import tensorflow as tf
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import control_flow_util
 
-__all__ = ["cumsum_last", "in_xla_context", "plain_tensorflow", "softplus"]
+__all__ = ["RNG_ALGORITHM", "cumsum_last", "in_xla_context", "plain_tensorflow", "softplus"]
+
+#: The stateless RNG algorithm every draw in this package names (`alg=`). TF's default,
+#: "auto_select", is Philox on CPU and GPU, but under `jit_compile=True` on CPU with a run-time
+#: seed it compiles to a path 5-60x slower for the same numbers (igr_tf.distributions.philox);
+#: tests/test_ops.py fails on a draw that does not name it.
+RNG_ALGORITHM = "philox"
 
 # Up to this many entries, a cumulative sum over the last axis is O(n²) work with a triangular
 # mask of ones instead of a scan: a matmul. TF's CPU Cumsum kernel (and its gradient, another

@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from igr_tf._ops import RNG_ALGORITHM
+
 __all__ = [
     "BINARIZATIONS",
     "DATASETS",
@@ -319,7 +321,7 @@ def _gather(element: tuple, order: tf.Tensor):
 def _bernoulli(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """One Bernoulli(x) draw per pixel with a stateless seed."""
     return tf.cast(
-        tf.random.stateless_uniform(tf.shape(x), seed=seed, alg="philox") < x, tf.float32
+        tf.random.stateless_uniform(tf.shape(x), seed=seed, alg=RNG_ALGORITHM) < x, tf.float32
     )
 
 
@@ -337,7 +339,7 @@ def _dynamic_binarize(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
 
     def draw(x: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
         return tf.cast(
-            tf.random.stateless_uniform(tf.shape(x), seed=s, alg="philox") < x, tf.float32
+            tf.random.stateless_uniform(tf.shape(x), seed=s, alg=RNG_ALGORITHM) < x, tf.float32
         )
 
     return tf.data.Dataset.zip(ds, seeds).map(draw, num_parallel_calls=tf.data.AUTOTUNE)
@@ -349,7 +351,7 @@ def _fixed_binarize(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
     def draw(i: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
         s = tf.stack([tf.constant(seed, tf.int64), i])
         return tf.cast(
-            tf.random.stateless_uniform(tf.shape(x), seed=s, alg="philox") < x, tf.float32
+            tf.random.stateless_uniform(tf.shape(x), seed=s, alg=RNG_ALGORITHM) < x, tf.float32
         )
 
     return ds.enumerate().map(draw, num_parallel_calls=tf.data.AUTOTUNE)

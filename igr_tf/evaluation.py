@@ -26,6 +26,8 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from igr_tf._ops import RNG_ALGORITHM
+
 __all__ = [
     "categorical_kl",
     "cluster_accuracy",
@@ -186,7 +188,7 @@ def mixed_loglik_estimates(
     d = _sample_one_hot(q_log_probs, num_samples, seed)
     z_seed = tf.random.experimental.stateless_fold_in(seed, 1)
     shape = tf.concat([[num_samples], tf.shape(loc)], 0)
-    eps = tf.random.stateless_normal(shape, seed=z_seed, dtype=loc.dtype, alg="philox")
+    eps = tf.random.stateless_normal(shape, seed=z_seed, dtype=loc.dtype, alg=RNG_ALGORITHM)
     z = loc + scale * eps  # [S, B, D]
     log_lik = tf.concat(
         [

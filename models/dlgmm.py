@@ -59,9 +59,8 @@ import tensorflow as tf
 
 from igr_tf import evaluation
 from igr_tf._checks import check_positive, check_positive_int
-from igr_tf._ops import plain_tensorflow
+from igr_tf._ops import RNG_ALGORITHM, plain_tensorflow
 from igr_tf._seed_state import SavesSeedState
-from igr_tf.distributions import philox
 from igr_tf.layers import DiscreteLatent, work_dtype
 from models.vae import LIKELIHOODS
 
@@ -280,7 +279,7 @@ class DeepLatentGaussianMixture(SavesSeedState, keras.Model):
         # keras.random.normal's draw with Philox named (GaussianLatent.call says why): the same
         # seed conversion (its int64 state mod 2^31 - 2) and so the same numbers.
         seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
-        eps = tf.random.stateless_normal(shape, seed=seed, dtype=loc.dtype, alg=philox.ALGORITHM)
+        eps = tf.random.stateless_normal(shape, seed=seed, dtype=loc.dtype, alg=RNG_ALGORITHM)
         z = tf.einsum("bk,bkd->bd", psi, loc + scale * eps[:, None, :])
         return dict(out, psi=psi, z=z, loc=loc, scale=scale)
 
@@ -336,7 +335,7 @@ class DeepLatentGaussianMixture(SavesSeedState, keras.Model):
             [num_samples, tf.shape(x)[0], self.latent_dim],
             eps_seed,
             dtype=loc.dtype,
-            alg=philox.ALGORITHM,
+            alg=RNG_ALGORITHM,
         )
         z = (
             tf.einsum("sbk,bkd->sbd", one_hot, loc)
@@ -410,7 +409,7 @@ class DeepLatentGaussianMixture(SavesSeedState, keras.Model):
                                  f"{component}.")  # fmt: skip
             c = tf.fill([num_samples], tf.constant(component, tf.int64))
         eps = tf.random.stateless_normal(
-            [num_samples, self.latent_dim], eps_seed, alg=philox.ALGORITHM
+            [num_samples, self.latent_dim], eps_seed, alg=RNG_ALGORITHM
         )
         z = tf.gather(loc, c) + tf.gather(scale, c) * eps
         pixels = int(np.prod(self.image_shape))

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from igr_tf._checks import check_positive, check_positive_int
-from igr_tf._ops import plain_tensorflow
+from igr_tf._ops import RNG_ALGORITHM, plain_tensorflow
 from igr_tf._seed_state import SavesSeedState
 from igr_tf.boltzmann import RBM, posterior
 from igr_tf.evaluation import log_mean_exp
@@ -277,7 +277,7 @@ class GumBoltVAE(SavesSeedState, keras.Model):
         log_on, log_off = self.bernoulli_log_probs(x)
         shape = tf.concat([[num_samples], tf.shape(log_on)], 0)
         u = tf.random.stateless_uniform(
-            shape, tf.cast(seed, tf.int32), dtype=log_on.dtype, alg="philox"
+            shape, tf.cast(seed, tf.int32), dtype=log_on.dtype, alg=RNG_ALGORITHM
         )
         # u < q, not log u < log q: u can be exactly 0 (2^-23 in float32), and log 0 = -inf
         # would switch on a unit whose q underflows, with a weight of 1/q.

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from igr_tf._ops import RNG_ALGORITHM
 from igr_tf.boltzmann.rbm import RBMParams, conditional_logits1, conditional_logits2
 
 __all__ = ["bernoulli", "gibbs_chain", "gibbs_sweep", "initial_state"]
-
-_RNG_ALG = "philox"
 
 
 def _seed(seed) -> tf.Tensor:
@@ -23,7 +22,9 @@ def _seed(seed) -> tf.Tensor:
 
 def bernoulli(logits: tf.Tensor, seed) -> tf.Tensor:
     """Binary draws `1[u < σ(logits)]`, u ~ U(0, 1), in the dtype of `logits` (stateless seed)."""
-    u = tf.random.stateless_uniform(tf.shape(logits), _seed(seed), dtype=logits.dtype, alg=_RNG_ALG)
+    u = tf.random.stateless_uniform(
+        tf.shape(logits), _seed(seed), dtype=logits.dtype, alg=RNG_ALGORITHM
+    )
     return tf.cast(u < tf.sigmoid(logits), logits.dtype)
 
 

@@ -75,7 +75,7 @@ from tensorflow_probability.python.internal import (
 )
 from tensorflow_probability.python.internal import prefer_static as ps
 
-from igr_tf._ops import softplus
+from igr_tf._ops import RNG_ALGORITHM, softplus
 from igr_tf.bijectors import LogitStickBreaking
 from igr_tf.distributions import philox
 from igr_tf.distributions.igr import gaussian_base
@@ -609,7 +609,7 @@ class AdaptiveIGRStickBreaking(tfd.Distribution):
         `w`, each block from its own Philox stream (split from `seed`): independent whichever
         are used. Drawn where it is called (in the branch that uses it), but for the first."""
         seeds = tf.random.experimental.stateless_split(
-            samplers.sanitize_seed(seed), len(sizes), alg=philox.ALGORITHM
+            samplers.sanitize_seed(seed), len(sizes), alg=RNG_ALGORITHM
         )
         batch = ps.broadcast_shape(_batch_shape(self._loc), _batch_shape(self._scale))
         blocks = {

@@ -14,6 +14,7 @@ falls back to the parent's sampler.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -22,13 +23,13 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import prefer_static as ps
 from tensorflow_probability.python.internal import samplers
 
-from igr_tf._ops import in_xla_context
+from igr_tf._ops import RNG_ALGORITHM, in_xla_context
 
 tfd = tfp.distributions
 
 __all__ = ["ALGORITHM", "ExpRelaxedOneHotCategorical", "Normal", "standard_normal"]
 
-ALGORITHM = "philox"
+ALGORITHM = RNG_ALGORITHM
 _HALF_LOG_TWO_PI = 0.5 * float(np.log(2.0 * np.pi))
 
 
@@ -67,13 +68,15 @@ def standard_normal(shape, seed, dtype=tf.float32) -> tf.Tensor:
     if in_xla_context():
         # θ = 2π(v + ½) with v = u_1 - ½ in [-½, ½) (exact): cos θ = -cos 2πv, sin θ = -sin 2πv.
         cos_v, sin_v = _cos_sin_turns(u[1] - 0.5)
-        eps = tf.concat([-radius * cos_v, -radius * sin_v], axis=0)
+        minus_radius = -radius
+        eps = tf.concat([minus_radius * cos_v, minus_radius * sin_v], axis=0)
     else:
         angle = (2.0 * math.pi) * u[1]
         eps = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)
     return tf.reshape(eps[:size], shape)
 
 
+@functools.cache
 def _turn_coefficients(dtype: tf.DType) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Taylor coefficients, in powers of v², of cos(2πv) and of sin(2πv) / v.
 

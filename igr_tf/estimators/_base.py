@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from igr_tf._checks import check_num_categories, check_positive, check_positive_int
-from igr_tf._ops import plain_tensorflow
+from igr_tf._ops import RNG_ALGORITHM, plain_tensorflow
 
 __all__ = [
     "Estimator",
@@ -40,10 +40,6 @@ __all__ = [
 #: f(samples [S, *batch, V, K]) -> values [S, *batch].
 Objective = Callable[[tf.Tensor], tf.Tensor]
 
-# Stateless RNG algorithm, named explicitly as in igr_tf.distributions.relaxations (under XLA on
-# CPU "auto_select" with a non-constant seed compiles to a much slower path than "philox").
-_RNG_ALG = "philox"
-
 
 def split_seed(seed, n: int) -> list[tf.Tensor]:
     """`n` independent stateless seeds (shape [2] int32) from an int, a [2] tensor or None."""
@@ -54,13 +50,13 @@ def uniform(shape, seed, dtype) -> tf.Tensor:
     """Uniform(0, 1) draws strictly inside (0, 1): `log u` and `log(1 - u)` are finite."""
     tiny = np.finfo(tf.as_dtype(dtype).as_numpy_dtype).tiny
     return tf.random.stateless_uniform(
-        shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype, alg=_RNG_ALG
+        shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype, alg=RNG_ALGORITHM
     )
 
 
 def normal(shape, seed, dtype) -> tf.Tensor:
     """Standard normal draws (stateless)."""
-    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg=_RNG_ALG)
+    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg=RNG_ALGORITHM)
 
 
 def gumbel(shape, seed, dtype) -> tf.Tensor:

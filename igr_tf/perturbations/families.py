@@ -40,6 +40,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from igr_tf._ops import RNG_ALGORITHM
+
 __all__ = [
     "FAMILIES",
     "Family",
@@ -153,7 +155,7 @@ def uniform_noise(shape, seed, dtype=tf.float32) -> tf.Tensor:
     """Stateless Uniform[tiny, 1) noise, the source of every family's perturbation."""
     tiny = np.finfo(np.dtype(tf.as_dtype(dtype).as_numpy_dtype)).tiny
     return tf.random.stateless_uniform(
-        shape, seed=stateless_seed(seed), minval=tiny, maxval=1.0, dtype=dtype, alg="philox"
+        shape, seed=stateless_seed(seed), minval=tiny, maxval=1.0, dtype=dtype, alg=RNG_ALGORITHM
     )
 
 

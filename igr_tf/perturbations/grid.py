@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from igr_tf._checks import check_num_categories, check_positive_int
+from igr_tf._ops import RNG_ALGORITHM
 from igr_tf.perturbations.families import stateless_seed
 
 __all__ = [
@@ -170,7 +171,7 @@ class GridModel:
 
 def _uniform(shape, low, high, seed, dtype) -> tf.Tensor:
     return tf.random.stateless_uniform(
-        shape, seed=seed, minval=low, maxval=high, dtype=dtype, alg="philox"
+        shape, seed=seed, minval=low, maxval=high, dtype=dtype, alg=RNG_ALGORITHM
     )
 
 

@@ -53,6 +53,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from igr_tf._checks import check_positive_int
+from igr_tf._ops import RNG_ALGORITHM
 from igr_tf.perturbations.estimators import (
     as_float_tensor,
     certainty_equivalent,
@@ -105,7 +106,7 @@ class SequentialSamples(NamedTuple):
 def _gumbel(shape, seed, dtype) -> tf.Tensor:
     tiny = np.finfo(np.dtype(dtype.as_numpy_dtype)).tiny
     u = tf.random.stateless_uniform(
-        shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype, alg="philox"
+        shape, seed=seed, minval=tiny, maxval=1.0, dtype=dtype, alg=RNG_ALGORITHM
     )
     return -tf.math.log(-tf.math.log(u))
 

@@ -54,6 +54,7 @@ from tensorflow_probability.python.internal import (
 )
 
 from igr_tf._checks import check_num_categories, check_positive
+from igr_tf._ops import RNG_ALGORITHM
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
@@ -207,7 +208,7 @@ class ExpRelaxedPerturbation(tfd.Distribution):
             minval=tiny,
             maxval=1.0,
             dtype=self.dtype,
-            alg="philox",
+            alg=RNG_ALGORITHM,
         )
         scores = perturbed_scores(self._family, self._alpha, logits, temperature, uniforms)
         return tf.math.log_softmax(scores, axis=-1)
