@@ -137,7 +137,8 @@ def machine_line() -> str:
     inter = tf.config.threading.get_inter_op_parallelism_threads() or "default"
     return (
         f"{datetime.date.today().isoformat()}; {meta['platform']} ({meta['machine']}), "
-        f"{meta['cpu_count']} CPUs visible, devices: {devices}; python {v['python']}, "
+        f"CPU {meta['cpu_model'] or 'unknown'}, {meta['cpu_count']} visible, devices: "
+        f"{devices}; python {v['python']}, "
         f"tensorflow {v['tensorflow']}, tfp {v['tensorflow_probability']}, keras {v['keras']}, "
         f"numpy {v['numpy']}, igr_tf {v['igr_tf']}; TF threads intra={intra}, inter={inter}"
     )

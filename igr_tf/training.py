@@ -134,10 +134,26 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None
     _write_bytes_atomic(os.fspath(path), (text + "\n").encode("utf-8"))
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo; else `platform.processor()`, maybe "").
+
+    Timings and their ratios depend on it, not only on the platform: XLA's and TensorFlow's CPU
+    kernels vectorise differently on each microarchitecture.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def run_metadata() -> dict[str, Any]:
     """The software and machine of this run, without the host name: versions (python,
-    tensorflow, tensorflow_probability, keras, numpy, igr_tf), platform, CPU count and the
-    physical devices TensorFlow sees."""
+    tensorflow, tensorflow_probability, keras, numpy, igr_tf), platform, CPU model and count,
+    and the physical devices TensorFlow sees."""
     import importlib.metadata
 
     import igr_tf
@@ -168,6 +184,7 @@ def run_metadata() -> dict[str, Any]:
         },
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "devices": devices,
         "tf_built_with_cuda": tf.test.is_built_with_cuda(),

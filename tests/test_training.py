@@ -344,6 +344,20 @@ def test_lr_schedule_values_and_serialization():
             InverseTimeDecayFloor(initial_learning_rate=bad)
 
 
+def test_run_metadata_names_the_cpu_model():
+    """Benchmarks' ratios depend on the CPU: the metadata names it (Linux: /proc/cpuinfo)."""
+    model = run_metadata()["cpu_model"]
+    assert isinstance(model, str)
+    if os.path.exists("/proc/cpuinfo"):
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.lower().startswith("model name")
+        ]
+        if names:
+            assert model == names[0] and model
+
+
 def test_write_json_atomic_round_trip(tmp_path, monkeypatch):
     path = tmp_path / "out" / "results.json"
     obj = {"elbo": np.float32(-91.5), "curve": np.arange(3), "nan": float("nan"),
