@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -217,17 +218,122 @@ def finish(table: str, before: float, section: str, publishing: bool) -> str:
     return table
 
 
-def main(run, doc: str, argv=None) -> str:
+_RATIO_CELL = re.compile(r"^(-?\d+\.(\d+)) \[(-?\d+\.\d+), (-?\d+\.\d+)\]$")
+_NUMBER_CELL = re.compile(r"^-?\d+(?:\.(\d+))?$")
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def combine_tables(tables: Sequence[str]) -> str:
+    """One report from the reports of the same benchmark run in several fresh processes.
+
+    Timings shift between processes of one machine (memory layout, what XLA's and TF's
+    allocators hand out): on a 2-core AMD EPYC the IGR-SB / GS ratio of
+    `relaxations.py` (XLA) read 1.09 in one process and 1.19 in the next, each with a
+    within-process IQR of ±0.02. So a published cell is the median over processes of each
+    process's value, and a ratio's bracket becomes the lowest and highest of the processes'
+    median ratios. Cells that are not numbers must agree across processes. The machine line
+    and the description are the first process's, plus a line saying how the cells combine.
+    """
+    if not tables:
+        raise ValueError("no tables to combine")
+    split = [t.strip().splitlines() for t in tables]
+    first = split[0]
+    rows = [[i for i, line in enumerate(lines) if line.startswith("|")] for lines in split]
+    if any(len(r) != len(rows[0]) for r in rows):
+        raise ValueError("the processes' tables have different numbers of rows")
+    out = list(first[: rows[0][0]])
+    for k in range(len(rows[0])):
+        lines = [split[p][rows[p][k]] for p in range(len(split))]
+        cells = [_cells(line) for line in lines]
+        if k == 0:
+            header = [c.replace("[IQR]", "[range over processes]") for c in cells[0]]
+            out.append("| " + " | ".join(header) + " |")
+            continue
+        if set(lines[0]) <= set("|-"):
+            out.append(lines[0])
+            continue
+        out.append("| " + " | ".join(_combine_cell(col) for col in zip(*cells, strict=True)) + " |")
+    n = len(tables)
+    note = (
+        f"Each cell: the median over {n} fresh processes (run one after another) of that "
+        "process's value; a ratio's bracket: the lowest and highest of the processes' median "
+        "ratios."
+    )
+    table_start = next(j for j, line in enumerate(out) if line.startswith("|"))
+    out[table_start:table_start] = [note, ""]
+    return "\n".join(out)
+
+
+def _combine_cell(values: Sequence[str]) -> str:
+    ratios = [_RATIO_CELL.match(v) for v in values]
+    if all(ratios):
+        medians = [float(m.group(1)) for m in ratios]
+        d = len(ratios[0].group(2))
+        return f"{np.median(medians):.{d}f} [{min(medians):.{d}f}, {max(medians):.{d}f}]"
+    numbers = [_NUMBER_CELL.match(v) for v in values]
+    if all(numbers):
+        d = len(numbers[0].group(1) or "")
+        return f"{np.median([float(v) for v in values]):.{d}f}"
+    if len(set(values)) == 1:
+        return values[0]
+    return " / ".join(values)
+
+
+def _processes_table(script: str, child_argv: Sequence[str], processes: int) -> str:
+    """Runs `script child_argv` in `processes` fresh Python processes, one after another, and
+    combines their tables (`combine_tables`)."""
+    import subprocess
+
+    tables = []
+    for _ in range(processes):
+        out = subprocess.run(
+            [sys.executable, script, *child_argv, "--processes", "1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        start = out.index("Machine: ")
+        end = out.find("\nLoad average", start)
+        tables.append(out[start : None if end < 0 else end].strip())
+    return combine_tables(tables)
+
+
+def main(run, doc: str, argv=None, child_argv=None) -> str:
     """Shared command line of the benchmark scripts: parse, pin threads, run, print the table
-    with the load average it ran under; `--publish` also writes it into docs/benchmarks.md."""
+    with the load average it ran under; `--publish` also writes it into docs/benchmarks.md.
+
+    `--processes P` runs the measurement in P fresh processes instead and reports the median
+    of each cell over them (`combine_tables`); `child_argv` are the arguments those processes
+    get (default `argv`: a script that consumes options of its own passes its full list)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     add_common_args(parser)
     add_publish_arg(parser)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="fresh processes to run the measurement in, one after another; cells are medians "
+        "over them (timings shift between processes by more than within one)",
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error(f"--processes must be >= 1; got {args.processes}")
     before = check_publish_load(args.publish)
-    set_threads(args.threads)
-    table = run(args.quick, args.rounds, args.calls)
     script = sys.modules[run.__module__].__file__
+    if args.processes > 1:
+        passed = list(argv if child_argv is None else child_argv)
+        passed = [a for a in passed if a != "--publish"]
+        while "--processes" in passed:
+            i = passed.index("--processes")
+            del passed[i : i + 2]
+        table = _processes_table(script, passed, args.processes)
+    else:
+        set_threads(args.threads)
+        table = run(args.quick, args.rounds, args.calls)
     return finish(table, before, os.path.splitext(os.path.basename(script))[0], args.publish)

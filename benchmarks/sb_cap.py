@@ -199,6 +199,7 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
 
 def main(argv=None) -> str | None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    original = list(argv)
     if argv[:1] == ["--memory-child"]:
         k_max, route, batch, num_vars = argv[1:5]
         memory_child(int(k_max), route, int(batch), int(num_vars), threads=1)
@@ -211,7 +212,7 @@ def main(argv=None) -> str | None:
         i = argv.index("--caps")
         _SELECTED["caps"] = tuple(int(k) for k in argv[i + 1].split(","))
         del argv[i : i + 2]
-    return _common.main(run, __doc__, argv)
+    return _common.main(run, __doc__, argv, child_argv=original)
 
 
 if __name__ == "__main__":

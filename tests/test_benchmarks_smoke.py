@@ -83,3 +83,28 @@ def test_sb_cap_has_both_routes_per_cap_and_a_memory_figure(bench_path, capsys):
     assert first[1] == "bucketed"
     assert 100 < float(first[5]) < 10_000  # MiB
     assert "/proc/loadavg at the start" in table
+
+
+def test_combine_tables_takes_medians_over_processes(bench_path):
+    """--processes P: each cell is the median over the processes' tables, a ratio's bracket the
+    range of their median ratios, text cells must agree; differing shapes are refused."""
+    import _common
+
+    def table(ratio, us, note="a"):
+        return (
+            "Machine: m\n\ndescription\n\n"
+            "| name | µs | ratio [IQR] | note |\n|---|---|---|---|\n"
+            f"| gs | 100 | 1.000 [1.000, 1.000] | {note} |\n"
+            f"| igr | {us} | {ratio} [0.900, 1.300] | {note} |"
+        )
+
+    combined = _common.combine_tables(
+        [table("1.100", 120), table("1.300", 150), table("1.000", 100, note="b")]
+    )
+    rows = _rows(combined)
+    assert rows["name"][0] == ["name", "µs", "ratio [range over processes]", "note"]
+    assert rows["igr"][0] == ["igr", "120", "1.100 [1.000, 1.300]", "a / a / b"]
+    assert rows["gs"][0] == ["gs", "100", "1.000 [1.000, 1.000]", "a / a / b"]
+    assert combined.startswith("Machine: m") and "median over 3 fresh processes" in combined
+    with pytest.raises(ValueError, match="numbers of rows"):
+        _common.combine_tables([table("1.1", 1), table("1.1", 1) + "\n| extra | 1 | 1 | a |"])
