@@ -134,7 +134,7 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None
     _write_bytes_atomic(os.fspath(path), (text + "\n").encode("utf-8"))
 
 
-def cpu_model() -> str:
+def _cpu_model() -> str:
     """The CPU's model name (Linux: /proc/cpuinfo; else `platform.processor()`, maybe "").
 
     Timings and their ratios depend on it, not only on the platform: XLA's and TensorFlow's CPU
@@ -184,7 +184,7 @@ def run_metadata() -> dict[str, Any]:
         },
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu_model": cpu_model(),
+        "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "devices": devices,
         "tf_built_with_cuda": tf.test.is_built_with_cuda(),
