@@ -240,11 +240,10 @@ def combine_tables(tables: Sequence[str]) -> str:
     if not tables:
         raise ValueError("no tables to combine")
     split = [t.strip().splitlines() for t in tables]
-    first = split[0]
     rows = [[i for i, line in enumerate(lines) if line.startswith("|")] for lines in split]
     if any(len(r) != len(rows[0]) for r in rows):
         raise ValueError("the processes' tables have different numbers of rows")
-    out = list(first[: rows[0][0]])
+    out = list(split[0][: rows[0][0]])
     for k in range(len(rows[0])):
         lines = [split[p][rows[p][k]] for p in range(len(split))]
         cells = [_cells(line) for line in lines]
@@ -262,8 +261,7 @@ def combine_tables(tables: Sequence[str]) -> str:
         "process's value; a ratio's bracket: the lowest and highest of the processes' median "
         "ratios."
     )
-    table_start = next(j for j, line in enumerate(out) if line.startswith("|"))
-    out[table_start:table_start] = [note, ""]
+    out[rows[0][0] : rows[0][0]] = [note, ""]  # before the header, after the description
     return "\n".join(out)
 
 
