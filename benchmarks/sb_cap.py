@@ -7,7 +7,12 @@ K_max = 10, the peak memory, and the mean number of sticks used N, for two route
 - "bucketed" (the default): the sticks are drawn in static buckets (16, 64, 256, ..., K_max - 1)
   chosen per batch, so the work follows the sticks used;
 - "masked" (the route before buckets, kept for this comparison through the relaxation's private
-  `_buckets = ()`): all K_max - 1 sticks are computed and those beyond the cut masked.
+  `_buckets = ()`): all K_max - 1 sticks are computed and those beyond the cut masked;
+- "floor" (no relaxation, a bound for any route): the same variables, output width and loss with
+  the least work on the first bucket's sticks (slice, softplus, log-softmax, exp, one padded
+  write; `make_floor_step`). What it costs above its own K_max = 10 step is the full-width
+  traffic of the step's contract (encoder outputs and loss as wide as K_max), measured with
+  TensorFlow's kernels: a route's cost can approach it, not go below it.
 
 Peak memory is the process's maximum resident set size (`VmHWM` in /proc/self/status; not
 `getrusage(...).ru_maxrss`, which on Linux keeps the parent's peak across `execve`), measured in a
@@ -37,6 +42,7 @@ import _common
 CAPS = (10, 100, 1000, 10000)
 QUICK_CAPS = (10, 100, 1000)
 ROUTES = {"bucketed": None, "masked": ()}
+FLOOR = "floor"
 THRESHOLD = 0.99
 BATCH, NUM_VARS = 100, 20
 QUICK_BATCH, QUICK_VARS = 4, 2
@@ -88,6 +94,33 @@ def make_step(layer, params, jit_compile: bool):
             out = layer(params)
             loss = tf.reduce_sum(out["sample"] * weights) + tf.reduce_sum(out["kl"])
         return tape.gradient(loss, variables)
+
+    return step
+
+
+def make_floor_step(k_max: int, jit_compile: bool, batch: int = BATCH, num_vars: int = NUM_VARS):
+    """The step's full-width traffic alone: `make_step`'s variables, output width and loss, with
+    the relaxation replaced by the least work on the first bucket's sticks (a slice of both
+    rows, a softplus, a log-softmax with the remainder, exp, one padded write to K_max)."""
+    import tensorflow as tf
+
+    from igr_tf.distributions.adaptive import bucket_sizes
+
+    width = bucket_sizes(k_max - 1)[0]
+    rng = tf.random.Generator.from_seed(0)
+    params = tf.Variable(rng.normal([batch, num_vars, 2 * (k_max - 1)]), name="params")
+    weights = tf.constant(tf.random.Generator.from_seed(1).normal([batch, num_vars, k_max]))
+
+    @tf.function(jit_compile=jit_compile)
+    def step():
+        with tf.GradientTape() as tape:
+            rows = tf.reshape(params, [batch, num_vars, 2, k_max - 1])
+            loc, raw = tf.unstack(tf.slice(rows, [0, 0, 0, 0], [-1, -1, -1, width]), axis=-2)
+            x = loc + tf.math.softplus(raw)
+            y = tf.math.log_softmax(tf.concat([x, tf.zeros_like(x[..., :1])], axis=-1))
+            sample = tf.pad(tf.exp(y), [[0, 0], [0, 0], [0, k_max - width - 1]])
+            loss = tf.reduce_sum(sample * weights) + tf.reduce_sum(x)
+        return tape.gradient(loss, [params])
 
     return step
 
@@ -148,16 +181,22 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
     xla = _SELECTED["xla"] and not quick
     batch, num_vars = (QUICK_BATCH, QUICK_VARS) if quick else (BATCH, NUM_VARS)
     loadavg_start = _loadavg()
-    contenders = [(k, route) for k in caps for route in ROUTES]
-    layers = {c: make_layer(*c, batch=batch, num_vars=num_vars) for c in contenders}
+    routed = [(k, route) for k in caps for route in ROUTES]
+    contenders = [c for k in caps for c in [*((k, r) for r in ROUTES), (k, FLOOR)]]
+    layers = {c: make_layer(*c, batch=batch, num_vars=num_vars) for c in routed}
     reference = (caps[0], "bucketed")
     results = {}
     for jit in (False, True) if xla else (False,):
-        steps = {c: make_step(*layers[c], jit) for c in contenders}
+        steps = {
+            c: make_step(*layers[c], jit)
+            if c in layers
+            else make_floor_step(c[0], jit, batch=batch, num_vars=num_vars)
+            for c in contenders
+        }
         times = _common.interleaved_times(steps, rounds=rounds, calls_per_round=calls)
         results[jit] = _common.ratio_stats(times["cpu"], reference)
     # A fresh process per row; --quick measures the first row only (the code path, not a number).
-    measured = contenders[:1] if quick else contenders
+    measured = routed[:1] if quick else routed
     memory = {c: peak_memory(*c, batch, num_vars) for c in measured}
     header = [
         "K_max",
@@ -177,7 +216,7 @@ def run(quick: bool = False, rounds: int | None = None, calls: int | None = None
         row = [
             c[0],
             c[1],
-            f"{mean_sticks(*layers[c], 2 if quick else 10):.2f}",
+            f"{mean_sticks(*layers[c], 2 if quick else 10):.2f}" if c in layers else "-",
             f"{cpu['us'] / 1e3:.2f}",
             _common.fmt_ratio(cpu),
             *rss,

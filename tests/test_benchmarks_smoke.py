@@ -68,7 +68,7 @@ def test_publishing_refuses_a_loaded_machine_and_replaces_its_section(bench_path
 
 
 def test_sb_cap_has_both_routes_per_cap_and_a_memory_figure(bench_path, capsys):
-    """sb_cap --quick (tiny sizes): a bucketed and a masked row per K_max, the first row's
+    """sb_cap --quick (tiny sizes): a bucketed, a masked and a floor row per K_max, the first row's
     memory measured in a fresh subprocess (max RSS of a process that imported TensorFlow). No
     XLA pass: compiling both routes at two caps cost ~15 s of the suite; the bucketed route's XLA
     compile is tested in tests/test_adaptive_buckets.py."""
@@ -78,7 +78,7 @@ def test_sb_cap_has_both_routes_per_cap_and_a_memory_figure(bench_path, capsys):
     rows = _rows(table)
     assert sorted(rows) == ["10", "40", "K_max"]
     for k in ("10", "40"):
-        assert sorted(r[1] for r in rows[k]) == ["bucketed", "masked"]
+        assert sorted(r[1] for r in rows[k]) == ["bucketed", "floor", "masked"]
     first = rows["10"][0]
     assert first[1] == "bucketed"
     assert 100 < float(first[5]) < 10_000  # MiB
