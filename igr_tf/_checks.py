@@ -15,20 +15,24 @@ from tensorflow_probability.python.internal import prefer_static as ps
 
 
 def check_positive(value, name: str) -> None:
-    """Raises ValueError when a statically known `value` is not > 0 (or is NaN)."""
+    """Raises ValueError when a statically known `value` is not finite and > 0 (NaN, inf)."""
     if tensor_util.is_ref(value):
         return
     static = tf.get_static_value(tf.convert_to_tensor(value))
     if static is None:
         return
     arr = np.asarray(static)
-    if np.any(~(arr > 0)):
-        raise ValueError(f"`{name}` must be > 0; got {arr.tolist()}.")
+    if np.any(~((arr > 0) & np.isfinite(arr))):
+        raise ValueError(f"`{name}` must be > 0 and finite; got {arr.tolist()}.")
 
 
 def check_num_categories(num_categories: int, name: str = "num_categories") -> int:
     """Returns `num_categories` as an int, raising ValueError unless it is an integer ≥ 2."""
-    if isinstance(num_categories, bool) or int(num_categories) != num_categories:
+    try:
+        integral = not isinstance(num_categories, bool) and int(num_categories) == num_categories
+    except (TypeError, ValueError, OverflowError):  # None, a string, inf, NaN
+        integral = False
+    if not integral:
         raise ValueError(f"`{name}` must be an integer >= 2; got {num_categories!r}.")
     if num_categories < 2:
         raise ValueError(
@@ -50,6 +54,41 @@ def check_positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
     return int(value)
+
+
+def positive_finite_assertions(value, name: str) -> list:
+    """Run-time assertions (for `validate_args`) that `value` is > 0 and finite, naming it."""
+    value = tf.convert_to_tensor(value)
+    return [
+        assert_util.assert_positive(value, message=f"`{name}` must be > 0."),
+        assert_util.assert_less(
+            value, tf.constant(float("inf"), value.dtype), message=f"`{name}` must be finite."
+        ),
+    ]
+
+
+def finite_assertions(value, name: str) -> list:
+    """Run-time assertion (for `validate_args`) that every entry of `value` is finite (no NaN)."""
+    value = tf.convert_to_tensor(value)
+    return [
+        assert_util.assert_less(  # NaN fails this comparison too
+            tf.abs(value),
+            tf.constant(float("inf"), value.dtype),
+            message=f"`{name}` must be finite (got NaN or ±inf).",
+        )
+    ]
+
+
+def logits_relaxation_assertions(temperature, logits, is_init: bool) -> list:
+    """`validate_args` checks of a logits relaxation's (GS, perturbations) temperature (> 0,
+    finite) and logits (finite), each named: at construction for tensors, at each use for
+    variables (TFP's `_parameter_control_dependencies` convention)."""
+    assertions = []
+    if is_init != tensor_util.is_ref(temperature):
+        assertions += positive_finite_assertions(temperature, "temperature")
+    if logits is not None and is_init != tensor_util.is_ref(logits):
+        assertions += finite_assertions(logits, "logits")
+    return assertions
 
 
 def simplex_assertions(y: tf.Tensor) -> list:

@@ -46,6 +46,11 @@ def relaxed_one_hot(
       ψ `[..., K]` in `params`' dtype (computed in float32 for 16-bit inputs).
     """
     params = tf.convert_to_tensor(params)
+    if params.shape.rank == 0 or (params.shape.rank is not None and params.shape[-1] is None):
+        raise ValueError(
+            "`params` needs the relaxation's parameters on a last axis of known size ([..., P]); "
+            f"got shape {params.shape}."
+        )
     out_dtype = params.dtype if params.dtype.is_floating else tf.float32
     params = tf.cast(params, work_dtype(params.dtype))
     if isinstance(relaxation, str):

@@ -116,6 +116,12 @@ class DiscreteLatent(SavesSeedState, keras.layers.Layer):
         return self.relaxation.metric_names
 
     def build(self, input_shape) -> None:
+        if len(input_shape) not in (2, 3):
+            raise ValueError(
+                f"DiscreteLatent({self.relaxation_name!r}) needs inputs [B, {self.params_size}] or "
+                f"[B, {self.num_vars}, {self.relaxation.num_params}]; got shape "
+                f"{tuple(input_shape)} (rank {len(input_shape)})."
+            )
         if input_shape[-1] is not None:
             expected = self.params_size if len(input_shape) == 2 else self.relaxation.num_params
             if input_shape[-1] != expected or (
@@ -169,6 +175,8 @@ class DiscreteLatent(SavesSeedState, keras.layers.Layer):
         params = tf.cast(inputs, work_dtype(inputs.dtype))
         if params.shape.rank == 2:
             params = tf.reshape(params, [-1, self.num_vars, self.relaxation.num_params])
+        elif params.shape[1] is None:  # V unknown when traced: checked when run
+            params = tf.ensure_shape(params, [None, self.num_vars, self.relaxation.num_params])
         if not self.validate:
             return params
         check = assert_util.assert_less(

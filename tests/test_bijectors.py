@@ -817,6 +817,7 @@ def test_xla_variable_temperature_is_read_each_call(dtype):
         (dict(temperature=0.0), "temperature"),
         (dict(temperature=-1.0), "temperature"),
         (dict(temperature=float("nan")), "temperature"),
+        (dict(temperature=float("inf")), "temperature"),  # a uniform ψ, not a relaxation
         (dict(temperature=tf.constant([1.0, -2.0])), "temperature"),
         (dict(delta=0.0), "delta"),
         (dict(delta=np.array(-3.0)), "delta"),

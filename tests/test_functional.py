@@ -63,6 +63,11 @@ def test_bad_input_is_named():
         igr_tf.relaxed_one_hot(np.zeros((2, 3), np.float32), 0.5, "igr_i")
     with pytest.raises(ValueError, match="temperature"):
         igr_tf.relaxed_one_hot(np.zeros((2, 4), np.float32), -1.0)
+    for relaxation in ("igr_i", "gs"):  # an infinite τ gives a uniform sample: refused
+        with pytest.raises(ValueError, match="`temperature` must be > 0 and finite"):
+            igr_tf.relaxed_one_hot(np.zeros((2, 4), np.float32), float("inf"), relaxation)
+    with pytest.raises(ValueError, match="`params` needs"):
+        igr_tf.relaxed_one_hot(np.float32(1.0), 0.5)
     with pytest.raises(ValueError, match="Unknown relaxation"):
         igr_tf.relaxed_one_hot(np.zeros((2, 4), np.float32), 0.5, "gumbel")
     with pytest.raises(ValueError, match="flow weights"):

@@ -287,6 +287,19 @@ def test_layer_rejects_bad_arguments_with_their_names():
     layer = DiscreteLatent("igr_i", num_vars=2, num_categories=3)
     with pytest.raises(ValueError, match=r"needs inputs \[B, 8\]"):
         layer(np.zeros((2, 7), np.float32))
+    with pytest.raises(ValueError, match=r"rank 4"):  # was read as 2 x 7 variables
+        DiscreteLatent("igr_i", num_vars=2, num_categories=3)(np.zeros((2, 7, 2, 4), np.float32))
+    with pytest.raises(ValueError, match="temperature"):
+        DiscreteLatent("igr_i", temperature=float("inf"))
+    with pytest.raises(ValueError, match="`num_categories` must be an integer"):
+        DiscreteLatent("igr_i", num_categories=None)
+    # V unknown when traced: checked when run, not reshuffled or broadcast.
+    traced = tf.function(
+        lambda x: layer(x)["sample"], input_signature=[tf.TensorSpec([None, None, 4])]
+    )
+    traced(np.zeros((2, 2, 4), np.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected shape \[\?,2,4\]"):
+        traced(np.zeros((2, 4, 4), np.float32))
     with pytest.raises(ValueError, match="temperature"):
         layer.set_temperature(-1.0)
 

@@ -66,6 +66,8 @@ def test_registry_rejects_bad_arguments_naming_them():
         relaxations.get("igr_planar", 3, num_flows=0)
     with pytest.raises(ValueError, match="num_categories"):
         relaxations.get("igr_i", 1)
+    with pytest.raises(ValueError, match="`num_categories` must be an integer"):
+        relaxations.get("igr_i", None)
     with pytest.raises(ValueError, match="even"):
         relaxations.get_class("igr_i").num_categories_for(5)
     r = relaxations.get("igr_i", 4)
@@ -287,3 +289,28 @@ def test_draw_is_finite_for_extreme_parameters_and_temperatures(name, options, d
         assert np.all(y <= 0.0)
         grad = tape.gradient(loss, params).numpy()
         assert np.all(np.isfinite(grad)), tau
+
+
+@pytest.mark.parametrize("name", ["gs", "perturb_exponential"])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
+def test_logits_relaxations_validate_their_parameters_by_name(name, compiled):
+    """validate_args: NaN logits and a run-time temperature ≤ 0 or inf are named errors, not a
+    NaN or uniform sample (TFP's own check said "Condition x > 0 did not hold", and let NaN
+    logits and an infinite temperature through)."""
+    r = relaxations.get(name, 4, validate_args=True)
+    tau = tf.Variable(0.5)
+    logits = np.zeros([2, 4], np.float32)
+
+    def draw(params):
+        return r.draw(params, tau, seed=1).sample
+
+    call = tf.function(draw) if compiled else draw
+    call(logits)  # valid: fine
+    bad = logits.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`logits` must be finite"):
+        call(bad)
+    for value, message in ((-1.0, "`temperature` must be > 0"), (np.inf, "must be finite")):
+        tau.assign(value)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            call(logits)

@@ -23,7 +23,13 @@ from tensorflow_probability.python.internal import (
     prefer_static as ps,
 )
 
-from igr_tf._checks import as_parameter, cast_like, check_positive, simplex_assertions
+from igr_tf._checks import (
+    as_parameter,
+    cast_like,
+    check_positive,
+    positive_finite_assertions,
+    simplex_assertions,
+)
 from igr_tf.bijectors._simplex_shape import OntoSimplexShape
 
 tfb = tfp.bijectors
@@ -119,7 +125,7 @@ class _SoftmaxPlusPlusBase(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
         assertions = []
         for value, label in ((self._temperature, "temperature"), (self._delta, "delta")):
             if is_init != tensor_util.is_ref(value):
-                assertions += _positive_finite(value, label)
+                assertions += positive_finite_assertions(value, label)
         return assertions
 
     def _x_assertions(self, x):
@@ -152,18 +158,6 @@ def _scalar_event_ndims(attribute: str):
         return tf.nest.map_structure(lambda nd: nd - extra, x_event_ndims)
 
     return event_ndims
-
-
-def _positive_finite(value, label: str) -> list:
-    value = tf.convert_to_tensor(value)
-    return [
-        assert_util.assert_positive(value, message=f"`{label}` must be > 0."),
-        assert_util.assert_less(
-            value,
-            tf.constant(float("inf"), value.dtype),
-            message=f"`{label}` must be finite.",
-        ),
-    ]
 
 
 class SoftmaxPlusPlus(_SoftmaxPlusPlusBase):

@@ -23,6 +23,7 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import prefer_static as ps
 from tensorflow_probability.python.internal import samplers
 
+from igr_tf._checks import logits_relaxation_assertions
 from igr_tf._ops import RNG_ALGORITHM, in_xla_context
 
 tfd = tfp.distributions
@@ -208,6 +209,13 @@ class ExpRelaxedOneHotCategorical(tfd.ExpRelaxedOneHotCategorical):
     y = log_softmax((logits + g) / τ),   g_k = -log(-log u_k),   u_k ~ U(tiny, 1)
     ```
     """
+
+    def _parameter_control_dependencies(self, is_init):
+        # TFP's checks (kept when the parameters are probs) name no argument ("Condition x > 0
+        # did not hold") and let NaN logits through to a NaN sample.
+        if not self.validate_args or self._logits is None:
+            return super()._parameter_control_dependencies(is_init)
+        return logits_relaxation_assertions(self.temperature, self._logits, is_init)
 
     def _sample_n(self, n, seed=None):
         if samplers.is_stateful_seed(seed):

@@ -53,7 +53,11 @@ from tensorflow_probability.python.internal import (
     tensor_util,
 )
 
-from igr_tf._checks import check_num_categories, check_positive
+from igr_tf._checks import (
+    check_num_categories,
+    check_positive,
+    logits_relaxation_assertions,
+)
 from igr_tf._ops import RNG_ALGORITHM
 
 tfd = tfp.distributions
@@ -238,10 +242,7 @@ class ExpRelaxedPerturbation(tfd.Distribution):
         return None
 
     def _parameter_control_dependencies(self, is_init):
-        assertions = []
-        if is_init == tensor_util.is_ref(self._temperature) or not self.validate_args:
-            return assertions
-        assertions.append(
-            tf.debugging.assert_positive(self._temperature, message="`temperature` must be > 0.")
-        )
-        return assertions
+        if not self.validate_args:
+            return []
+        return logits_relaxation_assertions(self._temperature, self._logits, is_init)
+
