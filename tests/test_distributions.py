@@ -512,3 +512,34 @@ def test_validate_args_catches_run_time_values_eagerly_and_in_tf_function():
     scale.assign([1.0, -1.0])
     with pytest.raises(tf.errors.InvalidArgumentError, match="scale"):
         tf.function(lambda: q.sample(seed=(1, 1)))()
+
+
+@pytest.mark.parametrize("tau, spread", [(0.05, 1.0), (0.3, 50.0)])
+def test_adaptive_psi_space_log_prob_of_underflowed_samples_is_never_nan(tau, spread):
+    """In ψ space a fresh float32 sample can have live entries that underflowed to 0: its cut
+    cannot be read back, and log_prob said NaN (-inf - -inf when inverting the stick), with NaN
+    gradients. Now such values are off the support (-inf) with finite gradients, and every
+    other value has the log-space density of log ψ (with the face's volume term)."""
+    rng = np.random.default_rng(1)
+    loc = tf.Variable(rng.uniform(-1, 1, (3, 4, 4)).astype(np.float32) * spread)
+    scale = tf.ones([3, 4, 4])
+    q = igrd.igr_sb(loc, scale, tau, log_space=False, threshold=0.99)
+    q_log = igrd.igr_sb(loc, scale, tau, log_space=True, threshold=0.99)
+    y = q_log.sample(4, seed=(3, 4))
+    psi = tf.exp(y)
+    with tf.GradientTape() as tape:
+        lp = q.log_prob(tf.stop_gradient(psi))
+        total = tf.reduce_sum(tf.where(tf.math.is_finite(lp), lp, tf.zeros_like(lp)))
+    grad = tape.gradient(total, loc)
+    lp = lp.numpy()
+    assert not np.isnan(lp).any()
+    assert np.all(np.isfinite(grad.numpy()))
+    holes = np.any((psi.numpy() == 0) & np.isfinite(y.numpy()), axis=-1)
+    assert holes.any() and np.all(np.isneginf(lp[holes]))
+    # The rest: the log-space density minus the volume ½ log(n + 1) + Σ_kept log ψ of the face
+    # (n sticks, categories 1..n+1).
+    n = q_log.num_sticks(y).numpy()
+    kept = np.arange(1, 6) <= n[..., None] + 1
+    volume = 0.5 * np.log1p(n) + np.sum(np.where(kept, y.numpy(), 0.0), axis=-1)
+    expected = q_log.log_prob(y).numpy() - volume
+    np.testing.assert_allclose(lp[~holes], expected[~holes], rtol=2e-4, atol=2e-3)
