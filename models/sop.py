@@ -44,6 +44,10 @@ from igr_tf.estimators import EstimatorLatent, option_names
 from igr_tf.evaluation import log_mean_exp
 from igr_tf.layers import DiscreteLatent, work_dtype
 
+# The SOP learning-rate schedule, imported so that it is registered with Keras wherever this model
+# is: a model saved with its optimizer names it, and `keras.models.load_model` must find it.
+from igr_tf.training import InverseTimeDecayFloor  # noqa: F401
+
 __all__ = ["ARCHITECTURES", "StructuredOutputPredictor", "split_halves"]
 
 ARCHITECTURES: dict[str, tuple[int, bool]] = {

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pathlib
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -12,6 +16,8 @@ from igr_tf import datasets
 from igr_tf.distributions import relaxations
 from igr_tf.training import InverseTimeDecayFloor
 from models.sop import ARCHITECTURES, StructuredOutputPredictor, split_halves
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 RELAXATIONS = relaxations.names()
 
@@ -124,6 +130,16 @@ def test_test_nll_jensen_and_save_load(digits, tmp_path) -> None:
         loaded.optimizer._learning_rate, InverseTimeDecayFloor
     )
     assert loaded.test_nll(test, 100, seed=7) == nll_100
+    # A new process that imports only the model loads it too (the optimizer names the SOP
+    # schedule, which had to be registered by importing igr_tf.training first).
+    code = (
+        "import sys, keras, models.sop; m = keras.models.load_model(sys.argv[1]); "
+        "print(type(m.optimizer.learning_rate).__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, path], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_config_and_errors() -> None:
