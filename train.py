@@ -80,6 +80,10 @@ class Task:
     #: Defaults of common flags for this task (e.g. dlgmm's --dist igr_sb); a config's values
     #: and explicit flags still win.
     defaults: dict[str, Any] | None = None
+    #: Shared flags (the common group, "vae and sop") the task does not read: set to anything but
+    #: their default, they are refused rather than ignored and recorded in results.json as if
+    #: applied. Another task's own flags are refused too (`check_unused_flags`).
+    ignores: tuple[str, ...] = ()
 
 
 TASKS: dict[str, Task] = {}
@@ -206,10 +210,26 @@ def build_parser() -> ArgumentParser:
         "--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras verbosity; resumable"
     )
     add_latent_model_flags(p)
-    for task in TASKS.values():
+    p.flag_owners = {}  # dest -> the task whose own group added the flag
+    for name, task in TASKS.items():
         if task.add_flags is not None:
+            before = {a.dest for a in p._actions}
             task.add_flags(p)
+            p.flag_owners.update({a.dest: name for a in p._actions if a.dest not in before})
     return p
+
+
+def check_unused_flags(p: ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses a flag the task does not read (its `ignores`, another task's own flags) when it
+    differs from its built-in default, from the command line or a config."""
+    pristine = build_parser()
+    owners = pristine.flag_owners
+    unused = [d for d, owner in owners.items() if owner != args.task]
+    unused += [d for d in TASKS[args.task].ignores if d not in owners]
+    for dest in unused:
+        if getattr(args, dest) != pristine.get_default(dest):
+            whose = f" (a `train.py {owners[dest]}` flag)" if dest in owners else ""
+            p.error(f"{_flag(dest)} is not used by `train.py {args.task}`{whose}")
 
 
 def _coerce_config_value(p: ArgumentParser, action: argparse.Action, value: Any, path: str) -> Any:
@@ -288,6 +308,21 @@ def _check_out(p: ArgumentParser, out: str) -> None:
         p.error(f"--out {out}: {parent} is not writable")
 
 
+# The models compute in float32: a positive value outside its normal range overflows to inf or
+# rounds to 0 (1e39, 1e-44), far from the flag that caused it.
+_FLOAT32_RANGE = (1.1754944e-38, 3.4028234e38)
+
+
+def _check_float32_positive(p: ArgumentParser, name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if not value > 0:
+        p.error(f"{_flag(name)} must be > 0; got {value}")
+    low, high = _FLOAT32_RANGE
+    if not low <= value <= high:
+        p.error(f"{_flag(name)} must be in [{low:.3g}, {high:.3g}] (a float32 > 0); got {value}")
+
+
 def check_args(p: ArgumentParser, args: argparse.Namespace) -> None:
     """Range checks argparse cannot express, before TensorFlow; errors are one line, status 2."""
     for name in ("epochs", "batch_size"):
@@ -297,10 +332,8 @@ def check_args(p: ArgumentParser, args: argparse.Namespace) -> None:
         p.error(f"--seed must be in [0, {MAX_SEED}]; got {args.seed}")
     if args.cpu_devices < 0:
         p.error(f"--cpu-devices must be ≥ 0; got {args.cpu_devices}")
-    if args.temperature is not None and not args.temperature > 0:
-        p.error(f"--temperature must be > 0; got {args.temperature}")
-    if args.lr is not None and not args.lr > 0:
-        p.error(f"--lr must be > 0; got {args.lr}")
+    _check_float32_positive(p, "temperature", args.temperature)
+    _check_float32_positive(p, "lr", args.lr)
     if args.test_file and not args.data_file:
         p.error("--test-file needs --data-file")
     for flag, path in (("--data-file", args.data_file), ("--test-file", args.test_file)):
@@ -310,8 +343,8 @@ def check_args(p: ArgumentParser, args: argparse.Namespace) -> None:
     task = TASKS[args.task]
     if task.resolve is not None:
         task.resolve(args, p.error)
-    if args.temperature is not None and not args.temperature > 0:  # a task's default
-        p.error(f"--temperature must be > 0; got {args.temperature}")
+    check_unused_flags(p, args)
+    _check_float32_positive(p, "temperature", args.temperature)  # a task's default
     args.out = args.out or default_out(args)
     _check_out(p, args.out)
 
@@ -472,6 +505,22 @@ def load_data(args: argparse.Namespace):
         binarization=args.binarization,
         seed=args.seed,
     )
+
+
+#: The dests of `add_latent_model_flags` (tasks without a discrete-latent model ignore them).
+LATENT_MODEL_FLAGS = (
+    "arch",
+    "num_vars",
+    "num_categories",
+    "continuous_dim",
+    "samples",
+    "eval_samples",
+    "kl",
+    "stl",
+    "hard",
+    "sb_adaptive",
+    "sb_threshold",
+)
 
 
 def add_latent_model_flags(p: ArgumentParser) -> None:
@@ -738,6 +787,8 @@ def resolve_sop(args: argparse.Namespace, error: Callable[[str], None]) -> None:
     hard_sample = tuple(n for n in ESTIMATORS if n not in OBJECTIVE_ESTIMATORS)
     why = "sop's stacked stochastic layers take hard-sample estimators only"
     check_estimator(args, hard_sample, why, error)
+    if args.hard and args.estimator is None:  # (with one, check_estimator refuses it)
+        error("--hard: sop trains the relaxed sample; for straight-through use --estimator st_gs")
     if args.temperature is None:
         args.temperature = SOP_TEMPERATURE
 
@@ -774,7 +825,15 @@ def run_sop(args: argparse.Namespace, out: str) -> dict[str, Any]:
     return {"metrics": metrics, **info}
 
 
-register("sop", Task(help="structured output prediction", run=run_sop, resolve=resolve_sop))
+register(
+    "sop",
+    Task(
+        help="structured output prediction",
+        run=run_sop,
+        resolve=resolve_sop,
+        ignores=("num_vars", "continuous_dim"),
+    ),
+)
 
 
 # ==================================================================================================
@@ -892,6 +951,16 @@ register(
         run=run_approx,
         add_flags=add_approx_flags,
         resolve=resolve_approx,
+        ignores=(
+            "estimator",
+            "dataset",
+            "data_file",
+            "test_file",
+            "data_dir",
+            "binarization",
+            "batch_size",
+            *LATENT_MODEL_FLAGS,
+        ),
     ),
 )
 
@@ -1028,6 +1097,7 @@ register(
         run=run_cbm,
         add_flags=add_cbm_flags,
         resolve=resolve_cbm,
+        ignores=("dist", "estimator", "test_file", "data_dir", "binarization", *LATENT_MODEL_FLAGS),
     ),
 )
 
@@ -1137,6 +1207,15 @@ register(
         run=run_toy,
         add_flags=add_toy_flags,
         resolve=resolve_toy,
+        ignores=(
+            "dataset",
+            "data_file",
+            "test_file",
+            "data_dir",
+            "binarization",
+            "epochs",
+            *LATENT_MODEL_FLAGS,
+        ),
     ),
 )
 
@@ -1256,6 +1335,18 @@ register(
         run=run_gumbolt,
         add_flags=add_gumbolt_flags,
         resolve=resolve_gumbolt,
+        # GumBolt's latents are binary Boltzmann units, relaxed by its own rule.
+        ignores=(
+            "estimator",
+            "num_vars",
+            "num_categories",
+            "continuous_dim",
+            "kl",
+            "stl",
+            "hard",
+            "sb_adaptive",
+            "sb_threshold",
+        ),
     ),
 )
 
@@ -1379,6 +1470,7 @@ register(
         add_flags=add_dlgmm_flags,
         resolve=resolve_dlgmm,
         defaults={"dist": "igr_sb"},
+        ignores=("arch", "num_vars", "continuous_dim"),
     ),
 )
 
@@ -1426,6 +1518,9 @@ def main(argv: list[str] | None = None) -> int:
         result = TASKS[args.task].run(args, out)
     except (DataError, ValueError, OSError) as e:  # CheckpointError and ResumeError included
         fail(str(e), PROG)
+    except import_tensorflow().errors.ResourceExhaustedError as e:  # sizes beyond the memory
+        first = (e.message or str(e)).strip().splitlines()[0]
+        fail(f"out of memory ({first}); reduce --batch-size or the model's sizes", PROG)
     result.update(
         flags=run_flags(args),
         seed=args.seed,

@@ -312,8 +312,23 @@ BAD_FLAGS = [
     (["--lr=-inf"], "argument --lr: must be a finite number"),
     (["--lr", "nan"], "argument --lr: must be a finite number"),
     (["--lr", "0"], "--lr must be > 0"),
+    # Positive, but inf or 0 in float32 (the message was numpy's or Keras's, not the flag's).
+    (["--temperature", "1e39"], "--temperature must be in [1.18e-38, 3.4e+38]"),
+    (["--temperature", "1e-44"], "--temperature must be in [1.18e-38"),
+    (["--lr", "1e-300"], "--lr must be in [1.18e-38"),
     (["--lr", "fast"], "argument --lr: invalid finite float value: 'fast'"),
     (["--num-categories", "1"], "--num-categories must be ≥ 2"),
+    # A flag the task does not read is refused, not ignored and recorded as if applied.
+    (["sop", "--hard"], "--hard: sop trains the relaxed sample"),
+    (["sop", "--temperature-schedule", "learned"], "not used by `train.py sop` (a `train.py vae`"),
+    (
+        ["vae", "--components", "3"],
+        "--components is not used by `train.py vae` (a `train.py dlgmm`",
+    ),
+    (["gumbolt", "--kl", "sampled"], "--kl is not used by `train.py gumbolt`"),
+    (["toy", "--epochs", "3"], "--epochs is not used by `train.py toy`"),
+    (["dlgmm", "--arch", "conv"], "--arch is not used by `train.py dlgmm`"),
+    (["approx", "--batch-size", "7"], "--batch-size is not used by `train.py approx`"),
     (["--num-vars", "0"], "--num-vars must be ≥ 1"),
     (["--samples", "0"], "--samples must be ≥ 1"),
     (["--eval-samples", "-5"], "--eval-samples must be ≥ 1"),
@@ -782,3 +797,37 @@ def test_toy_reports_the_loss_curve_and_the_gradient_bias_against_the_exact_one(
     args = train.parse_args(p, ["toy", "--estimator", "reinmax"])
     train.check_args(p, args)
     assert args.out == os.path.join("runs", "toy_reinmax_poly_seed0")
+
+
+def test_each_task_declares_exactly_the_shared_flags_it_does_not_read():
+    """`Task.ignores` against the code: a declared flag is never read as `args.<flag>` by the
+    task's resolve and run (through train.py's functions they call), and every shared flag they
+    do not read is declared (else it would be accepted and silently ignored). Flags of the
+    command itself (--out, --strategy, ...) are read by main for every task."""
+    import ast
+
+    with open(os.path.join(REPO, "train.py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+    def reads(name: str, seen: set) -> set:
+        if name in seen or name not in functions:
+            return set()
+        seen.add(name)
+        out = set()
+        for node in ast.walk(functions[name]):
+            if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "args":
+                out.add(node.attr)
+            elif isinstance(node, ast.Name) and node.id in functions:
+                out |= reads(node.id, seen)
+        return out
+
+    parser = train.build_parser()
+    groups = {g.title: {a.dest for a in g._group_actions} for g in parser._action_groups}
+    command = {"out", "strategy", "cpu_devices", "no_jit", "verbose", "config", "seed", "help"}
+    shared = (groups["common"] | groups["vae and sop"]) - command
+    for name, task in train.TASKS.items():
+        used = reads(task.run.__name__, set()) | reads(task.resolve.__name__, set())
+        assert set(task.ignores) <= shared, name
+        assert not set(task.ignores) & used, (name, set(task.ignores) & used)
+        assert shared - used <= set(task.ignores), (name, shared - used - set(task.ignores))
