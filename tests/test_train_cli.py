@@ -680,6 +680,15 @@ def test_divergence_exits_2_naming_the_last_good_checkpoint(runs, finished, caps
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
 
 
+def test_sizes_beyond_memory_exit_2_with_one_line(data_file, tmp_path, capsys):
+    """--num-vars 1e9 asks for a [20, 18e9] tensor: TensorFlow's allocator refuses it at once
+    (ResourceExhaustedError), which ended in a traceback; now one line naming what to reduce."""
+    flags = vae_flags(data_file, str(tmp_path / "oom"), 1, "--num-vars", "1000000000")
+    run = run_main(flags, capsys)  # the last --num-vars wins
+    line = assert_one_line_error(run, "out of memory (", "reduce --batch-size or the model's sizes")
+    assert "OOM when allocating" in line
+
+
 # --- the other tasks ----------------------------------------------------------------------------
 def test_sop_trains_resumes_and_writes_results(data_file, tmp_path, capsys):
     """In process: the wiring of the sop task, including resuming with its learning-rate
