@@ -543,3 +543,23 @@ def test_adaptive_psi_space_log_prob_of_underflowed_samples_is_never_nan(tau, sp
     volume = 0.5 * np.log1p(n) + np.sum(np.where(kept, y.numpy(), 0.0), axis=-1)
     expected = q_log.log_prob(y).numpy() - volume
     np.testing.assert_allclose(lp[~holes], expected[~holes], rtol=2e-4, atol=2e-3)
+
+
+def test_adaptive_and_perturbation_distributions_are_composite_tensors():
+    """TFP's convention (AutoCompositeTensorDistribution): a distribution passes through
+    tf.function as a value, as IGR-I's, GS's and TFP's own do; these two raised TypeError."""
+    from igr_tf.perturbations.relaxed import ExpRelaxedPerturbation
+
+    rng = np.random.default_rng(3)
+    loc = tf.constant(rng.normal(0.0, 1.0, [2, 6]).astype(np.float32))
+    made = {
+        "adaptive": lambda: igrd.igr_sb(loc, tf.ones([2, 6]), 0.5, threshold=0.9),
+        "perturbation": lambda: ExpRelaxedPerturbation(0.5, loc),
+    }
+    for name, make in made.items():
+        d = make()
+        assert isinstance(d, tf.__internal__.CompositeTensor), name
+        passed = tf.function(lambda x: x)(d)  # in and out of a traced function
+        y = d.sample(3, seed=(1, 2))
+        np.testing.assert_array_equal(passed.log_prob(y), d.log_prob(y), err_msg=name)
+        np.testing.assert_array_equal(tf.function(make)().sample(3, seed=(1, 2)), y, err_msg=name)

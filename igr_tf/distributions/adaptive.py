@@ -308,7 +308,7 @@ def _check_buckets(buckets) -> tuple[int, ...] | None:
     return out
 
 
-class AdaptiveIGRStickBreaking(tfd.Distribution):
+class AdaptiveIGRStickBreaking(tfd.AutoCompositeTensorDistribution):
     """IGR-SB truncated where the broken-off sticks first cover `threshold` of the stick.
 
     Event shape `[K]` (the cap), batch shape that of `loc[..., :-1]` (e.g. `[B, V]`). Values are

@@ -122,7 +122,7 @@ def perturbed_scores(
     return tf.exp(tf.minimum(-alpha * log_t - log_tau, cap))  # frechet
 
 
-class ExpRelaxedPerturbation(tfd.Distribution):
+class ExpRelaxedPerturbation(tfd.AutoCompositeTensorDistribution):
     """y = log softmax(s / τ) for the scores s of one perturbation family (module docstring).
 
     Args:
@@ -245,4 +245,3 @@ class ExpRelaxedPerturbation(tfd.Distribution):
         if not self.validate_args:
             return []
         return logits_relaxation_assertions(self._temperature, self._logits, is_init)
-
