@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from igr_tf.cli import fail
+
 HERE = Path(__file__).resolve().parent
 TRAIN = HERE.parent / "train.py"
 
@@ -34,7 +36,7 @@ def load_grid(name_or_path: str) -> tuple[str, dict]:
         path = HERE / "grids" / f"{name_or_path}.json"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in (HERE / "grids").glob("*.json")))
-        raise SystemExit(f"grid.py: error: no grid {name_or_path!r}; known grids: {known}")
+        fail(f"no grid {name_or_path!r}; known grids: {known}", "grid.py")
     return path.stem, json.loads(path.read_text())
 
 
@@ -98,9 +100,7 @@ def run_ray(commands: list[list[str]], address: str | None) -> list[tuple[int, s
     try:
         import ray
     except ImportError:
-        raise SystemExit(
-            "grid.py: error: --ray needs Ray; install it with: pip install -e '.[cluster]'"
-        ) from None
+        fail("--ray needs Ray; install it with: pip install -e '.[cluster]'", "grid.py")
     for attempt in range(3):
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)

@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", help="directory holding runs (searched recursively for results.json)")
     p.add_argument("--metrics", default=None, help="comma-separated metric names")
     args = p.parse_args(argv)
+    if not Path(args.runs).is_dir():
+        p.error(f"runs: no such directory: {args.runs}")
     metrics = args.metrics.split(",") if args.metrics else None
     print(table(collect(Path(args.runs)), metrics))
     return 0

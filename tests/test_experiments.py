@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 sys.path.insert(0, str(ROOT))
@@ -86,8 +88,16 @@ def test_unknown_grid_is_one_line_error():
         capture_output=True,
         text=True,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2  # as train.py's errors (it was 1)
     assert proc.stderr.strip().count("\n") == 0 and "known grids" in proc.stderr
+
+
+def test_table_of_a_missing_directory_is_an_error_not_an_empty_table(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        table.main([str(tmp_path / "no_such_runs")])
+    assert e.value.code == 2
+    assert "runs: no such directory" in capsys.readouterr().err
+    assert table.main([str(tmp_path)]) == 0  # an existing, empty directory: no rows
 
 
 def test_table_groups_seeds_with_mean_and_std(tmp_path):
