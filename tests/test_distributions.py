@@ -563,3 +563,9 @@ def test_adaptive_and_perturbation_distributions_are_composite_tensors():
         y = d.sample(3, seed=(1, 2))
         np.testing.assert_array_equal(passed.log_prob(y), d.log_prob(y), err_msg=name)
         np.testing.assert_array_equal(tf.function(make)().sample(3, seed=(1, 2)), y, err_msg=name)
+
+
+def test_adaptive_kl_divergence_says_what_to_use_instead():
+    q = igrd.igr_sb(tf.zeros([4]), tf.ones([4]), 0.5, threshold=0.9)
+    with pytest.raises(NotImplementedError, match="kl_given_truncation"):
+        tfp.distributions.kl_divergence(q, q)

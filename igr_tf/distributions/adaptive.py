@@ -804,3 +804,14 @@ class AdaptiveIGRStickBreaking(tfd.AutoCompositeTensorDistribution):
         # Squeezed, not indexed: a [0] would copy the full width (and its gradient pad it).
         draw = self._draw(1, seed, log=True, psi=True, prior=other)
         return tuple(tf.squeeze(x, axis=0) for x in draw)
+
+
+@tfd.RegisterKL(AdaptiveIGRStickBreaking, AdaptiveIGRStickBreaking)
+def _kl_has_no_closed_form(a, b, name=None):
+    """The truncated KL has no closed form: say what to use instead of TFP's generic message."""
+    raise NotImplementedError(
+        "KL(AdaptiveIGRStickBreaking || AdaptiveIGRStickBreaking) has no closed form; use "
+        "q.kl_given_truncation(p, y) at a sample y ~ q (unbiased, Rao-Blackwellised: what "
+        "relaxation 'igr_sb' with adaptive=True and kl='closed' uses) or q.log_prob(y) - "
+        "p.log_prob(y)."
+    )
