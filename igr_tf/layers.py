@@ -116,23 +116,19 @@ class DiscreteLatent(SavesSeedState, keras.layers.Layer):
         return self.relaxation.metric_names
 
     def build(self, input_shape) -> None:
-        if len(input_shape) not in (2, 3):
+        rank = len(input_shape)
+        expected = self.params_size if rank == 2 else self.relaxation.num_params
+        if (
+            rank not in (2, 3)
+            or input_shape[-1] not in (None, expected)
+            or (rank == 3 and input_shape[1] not in (None, self.num_vars))
+        ):
             raise ValueError(
-                f"DiscreteLatent({self.relaxation_name!r}) needs inputs [B, {self.params_size}] or "
-                f"[B, {self.num_vars}, {self.relaxation.num_params}]; got shape "
-                f"{tuple(input_shape)} (rank {len(input_shape)})."
+                f"DiscreteLatent({self.relaxation_name!r}, num_vars={self.num_vars}, "
+                f"num_categories={self.num_categories}) needs inputs [B, {self.params_size}]"
+                f" or [B, {self.num_vars}, {self.relaxation.num_params}]; got shape "
+                f"{tuple(input_shape)} (rank {rank})."
             )
-        if input_shape[-1] is not None:
-            expected = self.params_size if len(input_shape) == 2 else self.relaxation.num_params
-            if input_shape[-1] != expected or (
-                len(input_shape) == 3 and input_shape[1] not in (None, self.num_vars)
-            ):
-                raise ValueError(
-                    f"DiscreteLatent({self.relaxation_name!r}, num_vars={self.num_vars}, "
-                    f"num_categories={self.num_categories}) needs inputs [B, {self.params_size}]"
-                    f" or [B, {self.num_vars}, {self.relaxation.num_params}]; got shape "
-                    f"{tuple(input_shape)}."
-                )
         init = (
             np.log(self.initial_temperature)
             if self.trainable_temperature
