@@ -507,22 +507,6 @@ def load_data(args: argparse.Namespace):
     )
 
 
-#: The dests of `add_latent_model_flags` (tasks without a discrete-latent model ignore them).
-LATENT_MODEL_FLAGS = (
-    "arch",
-    "num_vars",
-    "num_categories",
-    "continuous_dim",
-    "samples",
-    "eval_samples",
-    "kl",
-    "stl",
-    "hard",
-    "sb_adaptive",
-    "sb_threshold",
-)
-
-
 def add_latent_model_flags(p: ArgumentParser) -> None:
     """Flags shared by the tasks with a discrete-latent Keras model (vae, sop)."""
     v = p.add_argument_group("vae and sop")
@@ -578,6 +562,16 @@ def add_latent_model_flags(p: ArgumentParser) -> None:
         default=0.99,
         help="igr_sb: stick mass to cover (adaptive)",
     )
+
+
+def _latent_model_flags() -> tuple[str, ...]:
+    p = ArgumentParser(add_help=False)
+    add_latent_model_flags(p)
+    return tuple(a.dest for a in p._actions)
+
+
+#: The dests of `add_latent_model_flags` (tasks without a discrete-latent model ignore them).
+LATENT_MODEL_FLAGS = _latent_model_flags()
 
 
 def check_latent_model_flags(args: argparse.Namespace, error: Callable[[str], None]) -> None:
