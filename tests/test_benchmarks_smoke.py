@@ -32,7 +32,10 @@ def _rows(table: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize(
     "script, contenders",
     [
-        ("relaxations", ("gs", "igr_i", "igr_sb", "igr_planar")),
+        (
+            "relaxations",
+            ("gs", "igr_i", "igr_sb", "igr_planar", "igr_sb floor", "igr_planar floor"),
+        ),
         ("vae_step", ("ae", "gs", "igr_i", "igr_sb", "igr_planar")),
         # sb_cap: test_sb_cap_has_both_routes_per_cap_and_a_memory_figure (smaller caps; its
         # default quick caps up to 1000 cost ~40 s of suite time for the same code path).
@@ -108,3 +111,34 @@ def test_combine_tables_takes_medians_over_processes(bench_path):
     assert combined.startswith("Machine: m") and "median over 3 fresh processes" in combined
     with pytest.raises(ValueError, match="numbers of rows"):
         _common.combine_tables([table("1.1", 1), table("1.1", 1) + "\n| extra | 1 | 1 | a |"])
+
+
+def test_relaxation_floors_replace_the_map_as_documented(bench_path):
+    """The floor rows compute what their docstring says: IGR-I's layer with log σ(z) per stick
+    before softmax++ (float64 reference), and Planar's flows with û = u (so f(z) = z + u tanh(wᵀz
+    + b) exactly, where the real flow's û differs)."""
+    import numpy as np
+    import relaxations
+    import tensorflow as tf
+
+    from igr_tf.distributions import relaxations as rel
+
+    z = np.linspace(-30.0, 30.0, 18, dtype=np.float32).reshape(2, 9)
+    igr_i = rel.get_class("igr_i")(10)
+    log_sigmoid = relaxations.floor_map("log_sigmoid", igr_i)()
+    want = -np.logaddexp(0.0, -z.astype(np.float64))
+    np.testing.assert_allclose(log_sigmoid.forward(z).numpy(), want, rtol=1e-6, atol=1e-30)
+
+    planar = rel.get_class("igr_planar")(10, num_flows=1)
+    rng = np.random.default_rng(0)
+    weights = {
+        "planar_w0": rng.normal(size=(2, 9)).astype(np.float32),
+        "planar_u0": rng.normal(size=(2, 9)).astype(np.float32) * 3.0,
+        "planar_b0": rng.normal(size=(2,)).astype(np.float32),
+    }
+    bare = relaxations.floor_map("bare", planar)(weights)
+    w, u, b = (weights[f"planar_{k}0"] for k in "wub")
+    expected = z + u * np.tanh(np.sum(w * z, -1, keepdims=True) + b[:, None])
+    np.testing.assert_allclose(bare.forward(z).numpy(), expected, rtol=1e-5, atol=1e-5)
+    guarded = planar.map({k: tf.constant(v) for k, v in weights.items()})
+    assert np.max(np.abs(guarded.forward(z).numpy() - expected)) > 1e-3
