@@ -8,8 +8,8 @@ The step, for V = 20 variables with K = 10 categories, batch 100, float32, insid
 
 timed with jit_compile=False and True, contenders interleaved round by round (see _common).
 
-Two *floor* rows bound what any implementation built from these kernels can reach: the same
-step with only part of the relaxation's extra work over IGR-I (`FLOORS`):
+Two *floor* rows show how much of a target's allowance part of the relaxation's extra work
+over IGR-I already takes, with these kernels: the same step with only that part (`FLOORS`):
 
     igr_sb floor       IGR-I's chain with log σ(z) = -softplus(-z) per stick before
                        softmax++ (the per-stick work every stick-breaking needs; no cumsum)
