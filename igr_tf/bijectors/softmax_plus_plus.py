@@ -27,6 +27,7 @@ from igr_tf._checks import (
     as_parameter,
     cast_like,
     check_positive,
+    finite_assertions,
     positive_finite_assertions,
     simplex_assertions,
 )
@@ -135,12 +136,7 @@ class _SoftmaxPlusPlusBase(OntoSimplexShape, tfb.AutoCompositeTensorBijector):
             assert_util.assert_greater_equal(
                 ps.shape(x)[-1], 1, message="Input must have at least one coordinate (K ≥ 2)."
             ),
-            # NaN fails this comparison too.
-            assert_util.assert_less(
-                tf.abs(x),
-                tf.constant(float("inf"), x.dtype),
-                message="Input must be finite (got NaN or ±inf).",
-            ),
+            *finite_assertions(x, "x"),
         ]
 
 
